@@ -1,0 +1,1 @@
+"""Pydantic models that mirror the CRD schemas in crds/ (checked by tests/e2e/test_crds.py)."""

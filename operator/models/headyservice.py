@@ -1,0 +1,67 @@
+"""HeadyService: mirrors crds/heady.io_headyservices.yaml."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from heady_operator.models.common import CamelModel, PriorityLevel
+from heady_operator.models.quantity import QuantityError, cpu_millis, memory_bytes
+
+HOSTNAME_PATTERN = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]{2,63}$"
+
+
+class WorkloadRef(CamelModel):
+    kind: Literal["Deployment", "StatefulSet"] = "Deployment"
+    name: str = Field(min_length=1, max_length=253)
+
+
+class PeakResources(CamelModel):
+    cpu: str | int | None = None
+    memory: str | int | None = None
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu(cls, value: str | int | None) -> str | int | None:
+        if value is not None:
+            try:
+                cpu_millis(value)
+            except QuantityError as exc:
+                raise ValueError(f"peak cpu: {exc}") from exc
+        return value
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str | int | None) -> str | int | None:
+        if value is not None:
+            try:
+                memory_bytes(value)
+            except QuantityError as exc:
+                raise ValueError(f"peak memory: {exc}") from exc
+        return value
+
+
+class ContainerPeak(CamelModel):
+    name: str = Field(min_length=1)
+    peak: PeakResources
+
+
+class HeadyServiceSpec(CamelModel):
+    workload: WorkloadRef
+    containers: list[ContainerPeak] = Field(default_factory=list, max_length=32)
+    baseline_ratio: float = Field(default=0.9, gt=0.0, le=1.0)
+    priority: PriorityLevel = PriorityLevel.MEDIUM
+    hostname: str | None = Field(default=None, max_length=253, pattern=HOSTNAME_PATTERN)
+    port: int = Field(default=80, ge=1, le=65535)
+    max_peak_seconds: int = Field(default=900, ge=1, le=86400)
+    cooldown_seconds: int = Field(default=30, ge=0, le=3600)
+
+    @model_validator(mode="after")
+    def _cooldown_within_peak(self) -> HeadyServiceSpec:
+        if self.cooldown_seconds > self.max_peak_seconds:
+            raise ValueError("cooldownSeconds must not exceed maxPeakSeconds")
+        names = [c.name for c in self.containers]
+        if len(names) != len(set(names)):
+            raise ValueError("containers must have unique names")
+        return self
