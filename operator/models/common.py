@@ -97,7 +97,9 @@ def set_condition(
                 "status": status_text,
                 "reason": reason,
                 "message": message,
-                "lastTransitionTime": rfc3339(now) if changed else cond.get("lastTransitionTime", rfc3339(now)),
+                "lastTransitionTime": rfc3339(now)
+                if changed
+                else cond.get("lastTransitionTime", rfc3339(now)),
                 "observedGeneration": generation,
             }
         )

@@ -190,19 +190,27 @@ class Plan:
 # ---------------------------------------------------------------- resources and QoS
 
 
+MIB = 2**20
+
+
 def baseline_of(peak: Amount, ratio: float) -> Amount:
-    """Baseline requests: peak x ratio, rounded down to whole millicores / bytes."""
-    return Amount(
-        cpu=None if peak.cpu is None else max(1, math.floor(peak.cpu * ratio)),
-        memory=None if peak.memory is None else max(1, math.floor(peak.memory * ratio)),
-    )
+    """Baseline requests: peak x ratio, rounded down to whole millicores and (from 1Mi up) whole MiB."""
+    memory: int | None = None
+    if peak.memory is not None:
+        memory = max(1, math.floor(peak.memory * ratio))
+        if memory >= MIB:
+            memory -= memory % MIB
+    return Amount(cpu=None if peak.cpu is None else max(1, math.floor(peak.cpu * ratio)), memory=memory)
 
 
 def qos_of(containers: Iterable[ContainerResources]) -> QoS:
     """The pod QoS class as the API server computes it (cpu and memory only)."""
     items = list(containers)
     if all(
-        c.requests.cpu is None and c.requests.memory is None and c.limits.cpu is None and c.limits.memory is None
+        c.requests.cpu is None
+        and c.requests.memory is None
+        and c.limits.cpu is None
+        and c.limits.memory is None
         for c in items
     ):
         return QoS.BEST_EFFORT
@@ -278,9 +286,7 @@ def _strongest(signals: list[Signal]) -> Signal | None:
     return max(signals, key=lambda s: (s.intensity, s.start, s.name))
 
 
-def _demand(
-    service: Service, signals: list[Signal], prev: Memory, now: datetime, policy: Policy
-) -> _Demand:
+def _demand(service: Service, signals: list[Signal], prev: Memory, now: datetime, policy: Policy) -> _Demand:
     live = [s for s in signals if s.active(now) and s.intensity >= policy.attention_threshold]
     strongest = _strongest(live)
     attention_until = prev.attention_until
@@ -397,7 +403,9 @@ def plan_levels(world: World, now: datetime, policy: Policy = Policy()) -> Plan:
     for key, pods in pods_by_service.items():
         svc = services[key]
         for pod in pods:
-            target = pod.containers if pod.qos is QoS.BEST_EFFORT else target_resources(pod, svc, Level.BASELINE)
+            target = (
+                pod.containers if pod.qos is QoS.BEST_EFFORT else target_resources(pod, svc, Level.BASELINE)
+            )
             baseline_targets[pod.key] = target
             if pod.node in used and pod.running:
                 req = pod_requests(target)
@@ -450,7 +458,9 @@ def plan_levels(world: World, now: datetime, policy: Policy = Policy()) -> Plan:
                 pod_reason[pod.key] = Reason.NOT_RUNNING
                 continue
             cpu_ok = node.allocatable.cpu is None or used[pod.node][0] + extra_cpu <= node.allocatable.cpu
-            mem_ok = node.allocatable.memory is None or used[pod.node][1] + extra_mem <= node.allocatable.memory
+            mem_ok = (
+                node.allocatable.memory is None or used[pod.node][1] + extra_mem <= node.allocatable.memory
+            )
             if cpu_ok and mem_ok:
                 used[pod.node][0] += extra_cpu
                 used[pod.node][1] += extra_mem
@@ -468,8 +478,15 @@ def plan_levels(world: World, now: datetime, policy: Policy = Policy()) -> Plan:
             else:
                 target = baseline_targets[pod.key]
                 level = Level.BASELINE
-                reason = pod_reason.get(pod.key) or (service_out[key].reason if key in service_out else d.reason)
-            needs = pod.running and pod.node is not None and pod.qos is not QoS.BEST_EFFORT and target != pod.containers
+                reason = pod_reason.get(pod.key) or (
+                    service_out[key].reason if key in service_out else d.reason
+                )
+            needs = (
+                pod.running
+                and pod.node is not None
+                and pod.qos is not QoS.BEST_EFFORT
+                and target != pod.containers
+            )
             decisions[pod.key] = PodDecision(pod.key, level, reason, target, needs)
         total = len([p for p in pods if p.running])
         peak_count = len([p for p in pods if p.key in at_peak])
@@ -482,7 +499,9 @@ def plan_levels(world: World, now: datetime, policy: Policy = Policy()) -> Plan:
             blocked = [pod_reason[p.key] for p in pods if p.key in pod_reason]
             message = d.message
             if blocked:
-                message += f"; {len(blocked)} pod(s) held at baseline: " + ", ".join(sorted({str(b) for b in blocked}))
+                message += f"; {len(blocked)} pod(s) held at baseline: " + ", ".join(
+                    sorted({str(b) for b in blocked})
+                )
             service_out[key] = ServiceDecision(
                 key, True, True, d.reason, message, memory, d.signal, total, peak_count
             )

@@ -36,7 +36,9 @@ def svc(name: str, priority: int = 80, cpu: int = 1000, mem: int = GI, **kw: obj
     return Service(("ns", name), priority, {"app": Amount(cpu, mem)}, **kw)  # type: ignore[arg-type]
 
 
-def pod(name: str, service: str, node: str = "n1", qos: QoS = QoS.BURSTABLE, cpu: int = 900, mem: int = 0) -> Pod:
+def pod(
+    name: str, service: str, node: str = "n1", qos: QoS = QoS.BURSTABLE, cpu: int = 900, mem: int = 0
+) -> Pod:
     mem = mem or int(GI * 0.9)
     if qos is QoS.GUARANTEED:
         c = ContainerResources("app", Amount(cpu, mem), Amount(cpu, mem))
@@ -47,11 +49,22 @@ def pod(name: str, service: str, node: str = "n1", qos: QoS = QoS.BURSTABLE, cpu
 
 def signal(name: str, *services: str, intensity: float = 1.0, start: datetime = NOW, ttl: int = 60) -> Signal:
     return Signal(
-        name, tuple(("ns", s) for s in services), intensity, "test", start - timedelta(seconds=1), start + timedelta(seconds=ttl)
+        name,
+        tuple(("ns", s) for s in services),
+        intensity,
+        "test",
+        start - timedelta(seconds=1),
+        start + timedelta(seconds=ttl),
     )
 
 
-def world(services: list[Service], pods: list[Pod], signals: list[Signal] = (), nodes: list[Node] = (BIG_NODE,), memory=None) -> World:  # type: ignore[assignment]
+def world(
+    services: list[Service],
+    pods: list[Pod],
+    signals: list[Signal] = (),
+    nodes: list[Node] = (BIG_NODE,),
+    memory=None,
+) -> World:  # type: ignore[assignment]
     return World({s.key: s for s in services}, pods, {n.name: n for n in nodes}, signals, memory or {})
 
 
@@ -59,7 +72,7 @@ def world(services: list[Service], pods: list[Pod], signals: list[Signal] = (), 
 
 
 def test_baseline_is_ratio_of_peak_rounded_down() -> None:
-    assert baseline_of(Amount(1000, GI), 0.9) == Amount(900, int(GI * 0.9))
+    assert baseline_of(Amount(1000, GI), 0.9) == Amount(900, 921 * 2**20)
     assert baseline_of(Amount(333, 1000), 0.5) == Amount(166, 500)
     assert baseline_of(Amount(None, GI), 1.0) == Amount(None, GI)
 
@@ -72,7 +85,10 @@ def test_baseline_is_ratio_of_peak_rounded_down() -> None:
         ([ContainerResources("a", Amount(None, None), Amount(1, 1))], QoS.GUARANTEED),
         ([ContainerResources("a", Amount(1, 1), Amount(2, 1))], QoS.BURSTABLE),
         ([ContainerResources("a", Amount(1, None))], QoS.BURSTABLE),
-        ([ContainerResources("a", Amount(1, 1), Amount(1, 1)), ContainerResources("b", Amount(1, 1))], QoS.BURSTABLE),
+        (
+            [ContainerResources("a", Amount(1, 1), Amount(1, 1)), ContainerResources("b", Amount(1, 1))],
+            QoS.BURSTABLE,
+        ),
     ],
 )
 def test_qos_of(containers: list[ContainerResources], expected: QoS) -> None:
@@ -84,7 +100,7 @@ def test_guaranteed_moves_requests_and_limits_together() -> None:
     peak = target_resources(p, svc("a"), Level.PEAK)
     assert peak[0].requests == peak[0].limits == Amount(1000, GI)
     base = target_resources(p, svc("a"), Level.BASELINE)
-    assert base[0].requests == base[0].limits == Amount(900, int(GI * 0.9))
+    assert base[0].requests == base[0].limits == Amount(900, 921 * 2**20)
 
 
 def test_burstable_moves_requests_only_and_never_becomes_guaranteed() -> None:
@@ -142,7 +158,11 @@ def test_expired_signal_is_ignored() -> None:
 def test_at_most_two_high_priority_escalations_third_waits_with_reason() -> None:
     services = [svc(n, priority=125) for n in ("a", "b", "c")]
     pods = [pod(f"p-{n}", n) for n in ("a", "b", "c")]
-    sigs = [signal("s-a", "a", intensity=0.9), signal("s-b", "b", intensity=0.8), signal("s-c", "c", intensity=0.7)]
+    sigs = [
+        signal("s-a", "a", intensity=0.9),
+        signal("s-b", "b", intensity=0.8),
+        signal("s-c", "c", intensity=0.7),
+    ]
     plan = plan_levels(world(services, pods, sigs), NOW)
     assert plan.services[("ns", "a")].granted and plan.services[("ns", "b")].granted
     waiting = plan.services[("ns", "c")]
@@ -171,7 +191,10 @@ def test_very_high_preempts_a_high_escalation() -> None:
 def test_incumbent_keeps_its_slot_against_equal_priority_newcomer() -> None:
     services = [svc(n, priority=125) for n in ("a", "b", "c")]
     pods = [pod(f"p-{n}", n) for n in ("a", "b", "c")]
-    memory = {("ns", "c"): Memory(escalated_since=NOW - timedelta(seconds=5)), ("ns", "b"): Memory(escalated_since=NOW)}
+    memory = {
+        ("ns", "c"): Memory(escalated_since=NOW - timedelta(seconds=5)),
+        ("ns", "b"): Memory(escalated_since=NOW),
+    }
     plan = plan_levels(world(services, pods, [signal("s", "a", "b", "c")], memory=memory), NOW)
     assert plan.services[("ns", "c")].granted and plan.services[("ns", "b")].granted
     assert not plan.services[("ns", "a")].granted
@@ -210,11 +233,17 @@ def test_reserved_requests_of_other_pods_count_against_the_node() -> None:
 
 
 def test_cooldown_keeps_peak_after_attention_ends_then_relaxes() -> None:
-    memory = {("ns", "a"): Memory(escalated_since=NOW - timedelta(seconds=40), attention_until=NOW - timedelta(seconds=10))}
+    memory = {
+        ("ns", "a"): Memory(
+            escalated_since=NOW - timedelta(seconds=40), attention_until=NOW - timedelta(seconds=10)
+        )
+    }
     plan = plan_levels(world([svc("a", cooldown_seconds=30)], [pod("p", "a")], memory=memory), NOW)
     assert plan.pods[("ns", "p")].level is Level.PEAK
     assert plan.services[("ns", "a")].reason is Reason.COOLDOWN
-    later = plan_levels(world([svc("a", cooldown_seconds=30)], [pod("p", "a")], memory=memory), NOW + timedelta(seconds=21))
+    later = plan_levels(
+        world([svc("a", cooldown_seconds=30)], [pod("p", "a")], memory=memory), NOW + timedelta(seconds=21)
+    )
     assert later.pods[("ns", "p")].level is Level.BASELINE
     assert later.services[("ns", "a")].memory.escalated_since is None
 
@@ -244,14 +273,20 @@ def test_max_peak_time_relaxes_and_rests_for_a_cooldown() -> None:
     d = plan.services[("ns", "a")]
     assert not d.granted and d.reason is Reason.MAX_PEAK_TIME
     assert d.memory.resting_until == NOW + timedelta(seconds=10)
-    resting = plan_levels(world([s], [pod("p", "a")], [signal("x", "a")], memory={s.key: d.memory}), NOW + timedelta(seconds=5))
+    resting = plan_levels(
+        world([s], [pod("p", "a")], [signal("x", "a")], memory={s.key: d.memory}), NOW + timedelta(seconds=5)
+    )
     assert not resting.services[s.key].granted
-    again = plan_levels(world([s], [pod("p", "a")], [signal("x", "a")], memory={s.key: d.memory}), NOW + timedelta(seconds=11))
+    again = plan_levels(
+        world([s], [pod("p", "a")], [signal("x", "a")], memory={s.key: d.memory}), NOW + timedelta(seconds=11)
+    )
     assert again.services[s.key].granted
 
 
 def test_infeasible_pod_falls_back_to_baseline_others_still_escalate() -> None:
-    bad = Pod(("ns", "bad"), ("ns", "a"), "n1", QoS.BURSTABLE, pod("x", "a").containers, infeasible_at_peak=True)
+    bad = Pod(
+        ("ns", "bad"), ("ns", "a"), "n1", QoS.BURSTABLE, pod("x", "a").containers, infeasible_at_peak=True
+    )
     plan = plan_levels(world([svc("a")], [bad, pod("ok", "a")], [signal("s", "a")]), NOW)
     assert plan.pods[("ns", "bad")].level is Level.BASELINE
     assert plan.pods[("ns", "bad")].reason is Reason.INFEASIBLE
@@ -276,7 +311,9 @@ def test_pod_already_at_target_needs_no_resize() -> None:
 
 
 def test_signal_for_several_services_escalates_each() -> None:
-    plan = plan_levels(world([svc("a"), svc("b")], [pod("pa", "a"), pod("pb", "b")], [signal("s", "a", "b")]), NOW)
+    plan = plan_levels(
+        world([svc("a"), svc("b")], [pod("pa", "a"), pod("pb", "b")], [signal("s", "a", "b")]), NOW
+    )
     assert plan.pods[("ns", "pa")].level is plan.pods[("ns", "pb")].level is Level.PEAK
 
 
@@ -288,13 +325,21 @@ MEM = st.integers(min_value=64, max_value=4096).map(lambda m: m * 2**20)
 
 @st.composite
 def worlds(draw: st.DrawFn) -> tuple[World, datetime]:
-    nodes = [Node(f"n{i}", Amount(draw(st.integers(4000, 16000)), draw(st.integers(8, 32)) * GI)) for i in range(draw(st.integers(1, 3)))]
+    nodes = [
+        Node(f"n{i}", Amount(draw(st.integers(4000, 16000)), draw(st.integers(8, 32)) * GI))
+        for i in range(draw(st.integers(1, 3)))
+    ]
     services = []
     pods = []
     for i in range(draw(st.integers(1, 6))):
         cpu, mem = draw(CPU), draw(MEM)
-        s = Service(("ns", f"s{i}"), draw(st.sampled_from([25, 40, 65, 80, 90, 125, 150])), {"app": Amount(cpu, mem)},
-                    baseline_ratio=draw(st.floats(0.5, 1.0)), utilization=draw(st.none() | st.floats(0, 1)))
+        s = Service(
+            ("ns", f"s{i}"),
+            draw(st.sampled_from([25, 40, 65, 80, 90, 125, 150])),
+            {"app": Amount(cpu, mem)},
+            baseline_ratio=draw(st.floats(0.5, 1.0)),
+            utilization=draw(st.none() | st.floats(0, 1)),
+        )
         services.append(s)
         for j in range(draw(st.integers(0, 3))):
             qos = draw(st.sampled_from([QoS.GUARANTEED, QoS.BURSTABLE]))
@@ -304,12 +349,20 @@ def worlds(draw: st.DrawFn) -> tuple[World, datetime]:
                 c = ContainerResources("app", Amount(start_cpu, start_mem), Amount(start_cpu, start_mem))
             else:
                 lim = draw(st.sampled_from([None, cpu, cpu * 2]))
-                c = ContainerResources("app", Amount(start_cpu, start_mem), Amount(lim, None if lim is None else mem))
+                c = ContainerResources(
+                    "app", Amount(start_cpu, start_mem), Amount(lim, None if lim is None else mem)
+                )
             node = draw(st.sampled_from(nodes)).name
             pods.append(Pod(("ns", f"s{i}-{j}"), s.key, node, qos, (c,)))
     sigs = [
-        Signal(f"g{k}", tuple(draw(st.sets(st.sampled_from([s.key for s in services]), min_size=1))),
-               draw(st.floats(0, 1)), "t", NOW - timedelta(seconds=1), NOW + timedelta(seconds=30))
+        Signal(
+            f"g{k}",
+            tuple(draw(st.sets(st.sampled_from([s.key for s in services]), min_size=1))),
+            draw(st.floats(0, 1)),
+            "t",
+            NOW - timedelta(seconds=1),
+            NOW + timedelta(seconds=30),
+        )
         for k in range(draw(st.integers(0, 5)))
     ]
     return World({s.key: s for s in services}, pods, {n.name: n for n in nodes}, sigs), NOW

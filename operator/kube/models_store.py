@@ -1,0 +1,65 @@
+"""Keeps the attention transition model in a ConfigMap so prediction survives restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from heady_operator.config import Settings
+from heady_operator.escalation import EscalationController
+from heady_operator.kube.client import Kube
+from heady_operator.planning.prediction import TransitionModel
+
+log = logging.getLogger(__name__)
+KEY = "model.json"
+
+
+async def load_model(kube: Kube, cfg: Settings) -> TransitionModel:
+    try:
+        cm = await kube.core.read_namespaced_config_map(cfg.prediction_configmap, cfg.operator_namespace)
+    except ApiException as exc:
+        if exc.status != 404:
+            log.warning("cannot read the transition model ConfigMap: %s", exc.reason)
+        return TransitionModel()
+    try:
+        return TransitionModel.from_json((cm.data or {}).get(KEY, ""))
+    except (ValueError, TypeError, AttributeError) as exc:
+        log.warning("transition model ConfigMap is unreadable (%s); starting a fresh model", exc)
+        return TransitionModel()
+
+
+async def save_model(kube: Kube, cfg: Settings, model: TransitionModel) -> None:
+    body = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": cfg.prediction_configmap,
+            "namespace": cfg.operator_namespace,
+            "labels": {"app.kubernetes.io/managed-by": "heady-operator"},
+        },
+        "data": {KEY: model.to_json()},
+    }
+    try:
+        await kube.core.patch_namespaced_config_map(cfg.prediction_configmap, cfg.operator_namespace, body)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        await kube.core.create_namespaced_config_map(cfg.operator_namespace, body)  # type: ignore[arg-type]
+
+
+async def save_model_forever(
+    kube: Kube, cfg: Settings, controller: EscalationController, every: float = 5.0
+) -> None:
+    while True:
+        await asyncio.sleep(every)
+        model = controller.model
+        if not model.dirty:
+            continue
+        model.dirty = False
+        try:
+            await save_model(kube, cfg, model)
+        except (ApiException, OSError) as exc:
+            model.dirty = True
+            log.warning("could not save the transition model: %s", exc)

@@ -1,0 +1,260 @@
+"""HeadyBattle: a Socratic review of an arena session in up to seven rounds, then a synthesis.
+
+Each round asks the seed's question for its depth (assumptions, how do you know, evidence,
+implications, principles, alternatives, synthesis). Who asks, and whether anyone answers, is a
+`QuestionGenerator`:
+
+- `TemplateQuestionGenerator` (the default) fills the seed's templates from the session (topic,
+  repos, services, risk). It is deterministic, needs no model and answers nothing: its rounds
+  carry no answer and the synthesis says so, with confidence 0.
+- Anything else that implements the protocol, e.g. `heady_operator.storage.llm.HttpQuestionGenerator`,
+  which asks an OpenAI-compatible chat endpoint to pose and answer the questions. It lives
+  under storage/ because it does I/O; this module stays pure (no network, no clock).
+
+A round's risk is the score of the risk dimension its question probes (`ROUND_FOCUS`), so a
+round's record says how much is at stake in the thing it questioned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from heady_operator.models.arena import MAX_BATTLE_DEPTH
+from heady_operator.planning.risk import RiskAssessment
+
+# The seed's templates, one per depth; depth 7 asks for the synthesis.
+QUESTION_TEMPLATES: dict[int, str] = {
+    1: "What assumptions underlie your statement about {context}?",
+    2: "How do you know that {assumption} is true?",
+    3: "What evidence supports {claim}?",
+    4: "What are the implications if {implication} is false?",
+    5: "How does {concept} relate to broader principles?",
+    6: "What alternative perspectives exist on {topic}?",
+    7: "Synthesize: What deeper truth emerges from our discussion?",
+}
+
+# Which risk score a round's question puts at stake: assumptions and alternatives concern the
+# session as a whole, "how do you know" its technical footing, evidence its operational record,
+# implications and principles its strategic direction.
+ROUND_FOCUS: dict[int, str] = {
+    1: "overall",
+    2: "technical",
+    3: "operational",
+    4: "strategic",
+    5: "strategic",
+    6: "overall",
+    7: "overall",
+}
+
+# Status lives in etcd; keep one battle's record well below the object size limit.
+MAX_QUESTION_CHARS = 500
+MAX_ANSWER_CHARS = 1000
+MAX_SYNTHESIS_CHARS = 2000
+UNANSWERED = "unanswered: no answering model is configured"
+
+
+@dataclass(frozen=True)
+class BattleRound:
+    depth: int
+    question: str
+    answer: str | None
+    focus: str
+    risk: float
+
+    def to_status(self) -> dict[str, object]:
+        return {
+            "depth": self.depth,
+            "question": self.question,
+            "answer": self.answer if self.answer is not None else UNANSWERED,
+            "answered": self.answer is not None,
+            "focus": self.focus,
+            "risk": round(self.risk, 4),
+        }
+
+
+@dataclass(frozen=True)
+class BattleContext:
+    """What a generator may use to pose (and answer) a round's question."""
+
+    topic: str
+    repos: tuple[str, ...]
+    services: tuple[str, ...] = ()
+    risk: RiskAssessment | None = None
+    # Snippets of similar past content from memory, best first; may be empty.
+    similar: tuple[str, ...] = ()
+    rounds: tuple[BattleRound, ...] = ()
+
+
+@dataclass(frozen=True)
+class Turn:
+    question: str
+    answer: str | None = None
+
+
+class QuestionGenerator(Protocol):
+    """Poses the question of a round (and may answer it), then writes the synthesis."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def turn(self, depth: int, context: BattleContext) -> Turn: ...
+
+    async def synthesize(self, context: BattleContext) -> str: ...
+
+
+@dataclass(frozen=True)
+class Synthesis:
+    summary: str
+    insights: tuple[str, ...]
+    recommendations: tuple[str, ...]
+    # Share of rounds that got an answer: a synthesis of unanswered questions is no evidence.
+    confidence: float
+
+    def to_status(self) -> dict[str, object]:
+        return {
+            "summary": self.summary,
+            "insights": list(self.insights),
+            "recommendations": list(self.recommendations),
+            "confidence": round(self.confidence, 4),
+        }
+
+
+@dataclass(frozen=True)
+class BattleRecord:
+    topic: str
+    depth: int
+    generator: str
+    rounds: tuple[BattleRound, ...]
+    synthesis: Synthesis
+
+    def to_status(self) -> dict[str, object]:
+        return {
+            "topic": self.topic,
+            "depth": self.depth,
+            "generator": self.generator,
+            "rounds": [r.to_status() for r in self.rounds],
+            "synthesis": self.synthesis.to_status(),
+        }
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _listing(items: tuple[str, ...], empty: str) -> str:
+    if not items:
+        return empty
+    if len(items) == 1:
+        return items[0]
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def template_slots(context: BattleContext) -> dict[str, str]:
+    """Values for the template placeholders, taken from the session alone."""
+    repos = _listing(context.repos, "its repositories")
+    services = _listing(context.services, "the services it uses")
+    if context.risk is not None:
+        dimension, score = context.risk.highest
+        assumption = f"a {dimension} risk of {score:.2f} is acceptable"
+        concept = f"the {dimension} risk of {context.topic}"
+        mitigations = context.risk.mitigations
+        implication = (
+            f"the safeguard '{mitigations[0].description.lower()}' is enough"
+            if mitigations
+            else f"{services} stay healthy throughout the session"
+        )
+    else:
+        assumption = f"{context.topic} is ready to run"
+        concept = context.topic
+        implication = f"{services} stay healthy throughout the session"
+    return {
+        "context": context.topic,
+        "topic": context.topic,
+        "assumption": assumption,
+        "claim": f"{context.topic} can change {repos} without breaking {services}",
+        "implication": implication,
+        "concept": concept,
+    }
+
+
+class TemplateQuestionGenerator:
+    """The seed's templates filled from the session; deterministic, asks but never answers."""
+
+    @property
+    def name(self) -> str:
+        return "template"
+
+    async def turn(self, depth: int, context: BattleContext) -> Turn:
+        template = QUESTION_TEMPLATES.get(depth, QUESTION_TEMPLATES[MAX_BATTLE_DEPTH])
+        return Turn(question=template.format(**template_slots(context)))
+
+    async def synthesize(self, context: BattleContext) -> str:
+        answered = sum(1 for r in context.rounds if r.answer is not None)
+        text = f"HeadyBattle on {context.topic}: {len(context.rounds)} rounds, {answered} answered."
+        if context.risk is not None:
+            dimension, score = context.risk.highest
+            actions = ", ".join(m.action for m in context.risk.mitigations) or "none"
+            text += (
+                f" Overall risk {context.risk.overall:.2f} ({context.risk.level.value}),"
+                f" highest {dimension} {score:.2f}; mitigations: {actions}."
+            )
+        if answered < len(context.rounds):
+            text += " Open questions remain; plug in an answering model to close them."
+        return text
+
+
+def _round_risk(risk: RiskAssessment | None, focus: str) -> float:
+    return risk.score(focus) if risk is not None else 0.0
+
+
+async def run_battle(
+    topic: str,
+    repos: tuple[str, ...] | list[str],
+    depth: int,
+    generator: QuestionGenerator,
+    risk: RiskAssessment | None = None,
+    *,
+    services: tuple[str, ...] | list[str] = (),
+    similar: tuple[str, ...] | list[str] = (),
+) -> BattleRecord:
+    """Run `depth` rounds (1..7) and a synthesis; each round sees the rounds before it."""
+    if not 1 <= depth <= MAX_BATTLE_DEPTH:
+        raise ValueError(f"battle depth must be within 1..{MAX_BATTLE_DEPTH}, got {depth}")
+    context = BattleContext(
+        topic=topic,
+        repos=tuple(repos),
+        services=tuple(services),
+        risk=risk,
+        similar=tuple(similar),
+    )
+    for level in range(1, depth + 1):
+        turn = await generator.turn(level, context)
+        focus = ROUND_FOCUS[level]
+        answer = _clip(turn.answer, MAX_ANSWER_CHARS) if turn.answer and turn.answer.strip() else None
+        played = BattleRound(
+            depth=level,
+            question=_clip(turn.question, MAX_QUESTION_CHARS),
+            answer=answer,
+            focus=focus,
+            risk=_round_risk(risk, focus),
+        )
+        context = replace(context, rounds=(*context.rounds, played))
+    summary = _clip(await generator.synthesize(context), MAX_SYNTHESIS_CHARS)
+    answered = [r for r in context.rounds if r.answer is not None]
+    recommendations = (
+        tuple(m.description for m in risk.mitigations) if risk is not None and risk.mitigations else ()
+    )
+    return BattleRecord(
+        topic=topic,
+        depth=depth,
+        generator=generator.name,
+        rounds=context.rounds,
+        synthesis=Synthesis(
+            summary=summary,
+            insights=tuple(f"depth {r.depth} ({r.focus}): {r.answer}" for r in answered),
+            recommendations=recommendations,
+            confidence=len(answered) / depth,
+        ),
+    )
