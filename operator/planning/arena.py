@@ -271,6 +271,15 @@ def _shortfall(need: Usage, free: Usage, quota: Quota) -> str:
     return "; ".join(parts)
 
 
+def _beyond(need: Usage, quota: Quota) -> str:
+    parts = []
+    if need.cpu_millis > quota.cpu_millis:
+        parts.append(f"needs {_cores(need.cpu_millis)} CPU, the quota is {quota.cpu_millis / 1000:g}")
+    if need.memory_bytes > quota.memory_bytes:
+        parts.append(f"needs {_gib(need.memory_bytes)} GiB memory, the quota is {quota.memory_bytes / GIB:g}")
+    return "; ".join(parts)
+
+
 def _choose_victims(need: Usage, free: Usage, candidates: list[SessionDemand]) -> list[SessionDemand] | None:
     """The fewest, cheapest admitted sessions whose release makes room, or None if none can."""
     chosen: list[SessionDemand] = []
@@ -301,8 +310,9 @@ def plan_admission(sessions: Iterable[SessionDemand], quota: Quota, now: datetim
       admitted; a smaller, lower-priority session may pass a larger one that does not fit
       (best effort), which cannot starve the larger one because it may preempt the smaller.
     - One that does not fit may preempt admitted sessions of strictly lower priority, but only
-      if releasing them makes room; the victims rejoin the queue keeping their age, and may in
-      turn preempt sessions below them in the same pass.
+      if releasing them makes room. Victims are taken lowest priority first, most recently
+      admitted first, and any the room turns out not to need are given back. They rejoin the
+      queue keeping their age.
     """
     all_sessions = sorted(sessions, key=_queue_order)
     finished = [s for s in all_sessions if s.finished]
@@ -390,7 +400,7 @@ def plan_admission(sessions: Iterable[SessionDemand], quota: Quota, now: datetim
     for position, s in enumerate(queue_order, start=1):
         if not capacity.covers(s.usage):
             reason = AdmissionReason.EXCEEDS_QUOTA
-            message = f"can never be admitted: {_shortfall(s.usage, capacity, quota)}"
+            message = f"can never be admitted: {_beyond(s.usage, quota)}"
         else:
             reason = AdmissionReason.WAITING_FOR_QUOTA
             message = f"waiting for quota: {_shortfall(s.usage, free, quota)}"

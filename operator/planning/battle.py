@@ -155,25 +155,25 @@ def template_slots(context: BattleContext) -> dict[str, str]:
     """Values for the template placeholders, taken from the session alone."""
     repos = _listing(context.repos, "its repositories")
     services = _listing(context.services, "the services it uses")
+    # Quoted so the seed's "How do you know that {assumption} is true?" reads as a sentence.
+    unharmed = f"'nothing breaks in {services} during the session'"
     if context.risk is not None:
         dimension, score = context.risk.highest
-        assumption = f"a {dimension} risk of {score:.2f} is acceptable"
+        assumption = f"'a {dimension} risk of {score:.2f} is acceptable'"
         concept = f"the {dimension} risk of {context.topic}"
         mitigations = context.risk.mitigations
         implication = (
-            f"the safeguard '{mitigations[0].description.lower()}' is enough"
-            if mitigations
-            else f"{services} stay healthy throughout the session"
+            f"'{mitigations[0].action.replace('_', ' ')} is enough of a safeguard'" if mitigations else unharmed
         )
     else:
-        assumption = f"{context.topic} is ready to run"
+        assumption = f"'{context.topic} is ready to run'"
         concept = context.topic
-        implication = f"{services} stay healthy throughout the session"
+        implication = unharmed
     return {
         "context": context.topic,
         "topic": context.topic,
         "assumption": assumption,
-        "claim": f"{context.topic} can change {repos} without breaking {services}",
+        "claim": f"the claim that {context.topic} can change {repos} without breaking {services}",
         "implication": implication,
         "concept": concept,
     }

@@ -257,7 +257,9 @@ class ArenaMemory:
             for row in rows
         ]
 
-    async def update_risk_score(self, session: str, entity_type: str, entity_id: str, risk_score: float) -> int:
+    async def update_risk_score(
+        self, session: str, entity_type: str, entity_id: str, risk_score: float
+    ) -> int:
         """Set the risk score of every stored version of one entity; returns rows changed."""
         if not 0.0 <= risk_score <= 1.0:
             raise ValueError(f"risk score must be within 0..1, got {risk_score}")
@@ -268,5 +270,7 @@ class ArenaMemory:
         if session is None:
             value = await self._pool.fetchval("SELECT count(*) FROM arena_embeddings")
         else:
-            value = await self._pool.fetchval("SELECT count(*) FROM arena_embeddings WHERE session = $1", session)
+            value = await self._pool.fetchval(
+                "SELECT count(*) FROM arena_embeddings WHERE session = $1", session
+            )
         return int(value)

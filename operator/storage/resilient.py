@@ -143,7 +143,7 @@ class ResilientMemory:
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
     ) -> ResilientMemory:
-        """Memory that connects to `dsn` and applies the migrations on every (re)connect."""
+        """Memory that connects to `dsn` and applies the migrations when it connects."""
 
         async def connect() -> ArenaMemory:
             memory = await ArenaMemory.connect(dsn, dimensions)
@@ -185,9 +185,10 @@ class ResilientMemory:
         self._available.set()
         return True
 
-    async def wait_available(self, timeout: float) -> bool:
+    async def wait_available(self, seconds: float) -> bool:
+        """Wait up to `seconds` for memory to be available; returns whether it is."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._available.wait(), timeout)
+            await asyncio.wait_for(self._available.wait(), seconds)
         return self.available
 
     async def close(self) -> None:
@@ -203,10 +204,14 @@ class ResilientMemory:
         """Store now, or queue while Postgres is away (returns None when queued)."""
         if len(record.embedding) != self.dimensions:
             # Refused up front: a bad record in the queue would be dropped only at replay.
-            raise ValueError(f"embedding has {len(record.embedding)} dimensions, memory expects {self.dimensions}")
+            raise ValueError(
+                f"embedding has {len(record.embedding)} dimensions, memory expects {self.dimensions}"
+            )
         return await self._write(StoreWrite(record))
 
-    async def update_risk_score(self, session: str, entity_type: str, entity_id: str, risk_score: float) -> None:
+    async def update_risk_score(
+        self, session: str, entity_type: str, entity_id: str, risk_score: float
+    ) -> None:
         if not 0.0 <= risk_score <= 1.0:
             raise ValueError(f"risk score must be within 0..1, got {risk_score}")
         await self._write(RiskWrite(session, entity_type, entity_id, risk_score))
@@ -279,7 +284,9 @@ class ResilientMemory:
             except Exception as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
                 level = logging.INFO if is_outage(exc) else logging.ERROR
-                log.log(level, "arena memory still unavailable (next try in %.1fs): %s", delay, self.last_error)
+                log.log(
+                    level, "arena memory still unavailable (next try in %.1fs): %s", delay, self.last_error
+                )
                 delay = min(delay * 2, self._backoff_max)
                 continue
             self.last_error = None

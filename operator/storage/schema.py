@@ -66,7 +66,9 @@ def check_dimensions(dimensions: int) -> None:
         )
 
 
-async def migrate(conn: asyncpg.Connection, dimensions: int, migrations: list[Migration] | None = None) -> list[str]:
+async def migrate(
+    conn: asyncpg.Connection, dimensions: int, migrations: list[Migration] | None = None
+) -> list[str]:
     """Apply pending migrations in one transaction; returns the versions applied now."""
     check_dimensions(dimensions)
     todo = load_migrations() if migrations is None else migrations
