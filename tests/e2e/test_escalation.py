@@ -160,14 +160,12 @@ def test_peak_that_does_not_fit_the_node_is_held_at_baseline(
         lambda: any(p.status.phase == "Running" for p in cluster.pods(ns, "app=filler")), "filler running"
     )
     cluster.apply(attention("go", ns, "huge", ttlSeconds=120))
-    svc = wait_for(
-        lambda: (
-            "NodeCapacity"
-            in (c := condition(_service(cluster, ns, "huge"), "Ready") or {}).get("message", "")
-            and _service(cluster, ns, "huge")
-        ),
-        "NodeCapacity reported",
-    )
+    def held() -> dict[str, Any] | None:
+        svc = _service(cluster, ns, "huge")
+        ready = condition(svc, "Ready") or {}
+        return svc if "NodeCapacity" in ready.get("message", "") else None
+
+    svc = wait_for(held, "NodeCapacity reported")
     assert svc["status"]["podsAtPeak"] == 0
 
 
