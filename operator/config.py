@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     # Tunnel (cloudflared ingress rules generated from HeadyService hostnames).
     tunnel_configmap: str = "heady-cloudflared"
     tunnel_id: str = "heady"
+    # The cloudflared Deployment restarted (pod-template annotation) when the rules change; empty: none.
+    tunnel_deployment: str = ""
+    # This replica's pod name: a distinct kopf peering priority per replica when a standby runs.
+    pod_name: str = ""
     forbidden_hostname_suffixes: str = "onrender.com"
 
     # Chaos.
