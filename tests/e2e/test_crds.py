@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from heady_operator.models.arena import ArenaSessionSpec
 from heady_operator.models.attention import AttentionSignalSpec
 from heady_operator.models.headyservice import HeadyServiceSpec
-from tests.e2e.conftest import ROOT, Cluster
+from tests.harness import ROOT, Cluster
 
 pytestmark = pytest.mark.k8s
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.e2e.conftest import (
+from tests.harness import (
     Cluster,
     OperatorProcess,
     attention,
@@ -160,6 +160,7 @@ def test_peak_that_does_not_fit_the_node_is_held_at_baseline(
         lambda: any(p.status.phase == "Running" for p in cluster.pods(ns, "app=filler")), "filler running"
     )
     cluster.apply(attention("go", ns, "huge", ttlSeconds=120))
+
     def held() -> dict[str, Any] | None:
         svc = _service(cluster, ns, "huge")
         ready = condition(svc, "Ready") or {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from kubernetes import client
 
-from tests.e2e.conftest import Cluster, deployment, requests_of, status_requests_of, wait_for
+from tests.harness import Cluster, deployment, requests_of, status_requests_of, wait_for
 
 pytestmark = pytest.mark.k8s
 

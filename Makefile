@@ -1,0 +1,51 @@
+# heady-operator. The two commands a newcomer needs:
+#   make run    bring up the embedded default (kwok cluster + operator + samples)
+#   make test   install what is missing, lint, type-check and run every test
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY := .venv/bin/python
+
+.PHONY: help setup tools cluster-up cluster-down run stop lint test test-unit test-e2e bench-quick bench
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+setup: ## create .venv, install redis-server and build the cluster tools (cached)
+	hack/setup.sh
+
+tools: ## build/cache kube-apiserver, etcd, kwok, kubectl, helm at pinned versions
+	hack/tools.sh
+
+cluster-up: tools ## start the local kwok cluster and write its kubeconfig
+	python3 hack/cluster.py up
+
+cluster-down: ## stop and delete the local kwok cluster
+	python3 hack/cluster.py down
+
+run: ## the embedded default: cluster + CRDs + operator + samples
+	hack/run.sh
+
+stop: ## stop the operator started by `make run` and the cluster
+	-@pid=$$(cat $${HEADY_CACHE:-$$HOME/.cache/heady}/run/operator.pid 2>/dev/null) && kill $$pid 2>/dev/null; true
+	python3 hack/cluster.py down
+
+lint: setup ## ruff (lint + format check) and mypy --strict
+	.venv/bin/ruff check operator tests benchmarks hack
+	.venv/bin/ruff format --check operator tests benchmarks hack
+	.venv/bin/mypy -p heady_operator
+
+test: setup lint ## everything: unit, storage, ingest and e2e tests, then each benchmark in quick mode
+	.venv/bin/pytest -ra tests
+	$(MAKE) bench-quick
+
+test-unit: setup ## fast tests only (no cluster)
+	.venv/bin/pytest -ra tests/unit
+
+test-e2e: setup ## e2e tests on the kwok cluster
+	.venv/bin/pytest -ra tests/e2e
+
+bench-quick: ## every benchmark in its tiny CI mode
+	@for b in benchmarks/*.py; do echo "== $$b --quick"; $(PY) $$b --quick || exit 1; done
+
+bench: ## full benchmark runs (by hand; results go to benchmarks/results/)
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
