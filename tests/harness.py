@@ -96,7 +96,13 @@ class Cluster:
 
 
 def start_cluster(name: str = E2E_CLUSTER) -> Cluster:
-    """Start (or reuse) a kwok cluster; raise with the reason when it cannot start."""
+    """Start (or reuse) a kwok cluster; raise with the reason when it cannot start.
+
+    HEADY_E2E_KUBECONFIG points the tests at an existing cluster instead (e.g. kind).
+    """
+    external = os.environ.get("HEADY_E2E_KUBECONFIG")
+    if external:
+        return _connect(Path(external).expanduser())
     # Tests get a cluster of their own, so a developer's `make run` demo never shares the
     # cluster-wide high-priority slots with them.
     res = subprocess.run(
@@ -107,7 +113,10 @@ def start_cluster(name: str = E2E_CLUSTER) -> Cluster:
     )
     if res.returncode != 0:
         raise RuntimeError("the kwok cluster did not start (hack/cluster.py up failed; see its log above)")
-    kubeconfig = Path(res.stdout.strip().splitlines()[-1])
+    return _connect(Path(res.stdout.strip().splitlines()[-1]))
+
+
+def _connect(kubeconfig: Path) -> Cluster:
     bin_dir = Path(
         subprocess.run(
             [str(ROOT / "hack" / "tools.sh"), "--bin-dir"], stdout=subprocess.PIPE, text=True, check=True
@@ -252,3 +261,76 @@ def status_requests_of(pod: client.V1Pod) -> dict[str, str]:
     if not statuses or statuses[0].resources is None:
         return {}
     return dict(statuses[0].resources.requests or {})
+
+
+class RedisServer:
+    """A real redis-server as a plain process on a free port, its files in `workdir`.
+
+    `appendonly=True` writes every change to the append-only file before replying (fsync
+    always), so SIGKILL + restart on the same workdir keeps exactly what clients were told.
+    """
+
+    def __init__(self, workdir: Path, appendonly: bool = False, port: int | None = None) -> None:
+        self.workdir = workdir
+        self.appendonly = appendonly
+        self.port = port or _free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = workdir / "redis.log"
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        durability = (
+            ["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly else ["--appendonly", "no"]
+        )
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    "redis-server",
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--dir",
+                    str(self.workdir),
+                    "--save",
+                    "",
+                    *durability,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for(self.ready, f"redis-server on port {self.port}", timeout=15, interval=0.05)
+
+    def ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"redis-server exited with {self.proc.returncode}: {self.log()}")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown save, as when the Redis pod's node dies."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+            self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+            self.proc = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""

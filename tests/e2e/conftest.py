@@ -23,7 +23,16 @@ def cluster() -> Cluster:
 
 @pytest.fixture(scope="session")
 def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(cluster, tmp_path_factory.mktemp("operator"))
+    # A small arena quota so admission and preemption show with a few sessions.
+    op = OperatorProcess(
+        cluster,
+        tmp_path_factory.mktemp("operator"),
+        {
+            "HEADY_ARENA_QUOTA_CPU": "14",
+            "HEADY_ARENA_QUOTA_MEMORY_GIB": "64",
+            "HEADY_REBALANCE_INTERVAL_SECONDS": "2",
+        },
+    )
     op.start()
     yield op
     op.stop()

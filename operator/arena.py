@@ -1,0 +1,393 @@
+"""The arena controller: admission, duration, rebalancing, risk and review rounds for ArenaSessions.
+
+Like the escalation controller, one loop sees every session: admission is a cluster-wide decision
+(a quota shared by all sessions, preemption across namespaces). Each pass gathers the sessions,
+calls the pure planners (planning/arena.py, risk.py, battle.py) and writes status, Events,
+metrics and memory. State lives in each session's status (queuedAt, admittedAt, allocation), so a
+restart re-derives everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from kubernetes_asyncio.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from heady_operator import metrics
+from heady_operator.config import Settings
+from heady_operator.kube.client import Kube
+from heady_operator.kube.events import post_event
+from heady_operator.kube.status import patch_status
+from heady_operator.models.arena import ArenaSessionSpec
+from heady_operator.models.common import PRIORITY_VALUES, rfc3339, set_condition, utcnow
+from heady_operator.models.quantity import format_cpu, format_memory
+from heady_operator.planning.arena import (
+    AdmissionState,
+    Allocation,
+    Quota,
+    SessionDemand,
+    plan_admission,
+    plan_rebalance,
+    resource_plan,
+)
+from heady_operator.planning.battle import BattleRecord, TemplateQuestionGenerator, run_battle
+from heady_operator.planning.risk import assess_risk
+
+log = logging.getLogger(__name__)
+Key = tuple[str, str]
+CONDITIONS = ("Admitted", "Running", "Preempted", "Finished", "Degraded", "Ready")
+UTILIZATION_ANNOTATION = "heady.io/utilization"
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _cond(status: Mapping[str, Any], type_: str) -> bool:
+    return any(c.get("type") == type_ and c.get("status") == "True" for c in status.get("conditions") or [])
+
+
+def _key_text(key: Key) -> str:
+    return f"{key[0]}/{key[1]}"
+
+
+@dataclass
+class SessionEntry:
+    body: dict[str, Any]
+    spec: ArenaSessionSpec | None
+    error: str | None
+    status: dict[str, Any] = field(default_factory=dict)
+    battle: BattleRecord | None = None
+
+
+class ArenaController:
+    def __init__(self, settings: Settings, kube: Kube | None, clock: Callable[[], datetime] = utcnow) -> None:
+        self.settings = settings
+        self.kube = kube
+        self.clock = clock
+        self.sessions: dict[Key, SessionEntry] = {}
+        self.quota = Quota.of(settings.arena_quota_cpu, settings.arena_quota_memory_gib)
+        self.memory: Any = None  # ResilientMemory when Postgres is configured
+        self._wake = asyncio.Event()
+        self._last_rebalance = time.monotonic()
+        self._rebalances = 0
+        self._quota_read = False
+
+    def kick(self) -> None:
+        self._wake.set()
+
+    def on_session(self, event: str, body: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        if event == "DELETED" or meta.get("deletionTimestamp"):
+            # Deleting a session releases its quota at once; the next pass admits the queue.
+            self.sessions.pop(key, None)
+            self.kick()
+            return
+        try:
+            spec: ArenaSessionSpec | None = ArenaSessionSpec.model_validate(body.get("spec") or {})
+            error = None
+        except ValidationError as exc:
+            spec, error = (
+                None,
+                "; ".join(f"spec.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()),
+            )
+        entry = self.sessions.get(key)
+        if entry is None:
+            self.sessions[key] = SessionEntry(dict(body), spec, error, dict(body.get("status") or {}))
+        else:
+            entry.body, entry.spec, entry.error = dict(body), spec, error
+        self.kick()
+
+    def on_quota(self, data: Mapping[str, str] | None) -> None:
+        """The quota ConfigMap (keys cpu, memoryGiB) overrides the operator settings."""
+        data = data or {}
+        try:
+            cpu = float(data.get("cpu", self.settings.arena_quota_cpu))
+            mem = float(data.get("memoryGiB", self.settings.arena_quota_memory_gib))
+        except ValueError:
+            log.warning("ignoring unreadable arena quota ConfigMap: %s", data)
+            return
+        quota = Quota.of(cpu, mem)
+        if quota != self.quota:
+            self.quota = quota
+            self.kick()
+
+    # ------------------------------------------------------------------ loop
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._next_deadline())
+            self._wake.clear()
+            try:
+                await self.reconcile()
+            except Exception:  # a bad pass must not stop admission for everyone else
+                log.exception("arena reconcile failed")
+                await asyncio.sleep(1)
+
+    def _next_deadline(self) -> float:
+        now = self.clock()
+        horizon = self.settings.rebalance_interval_seconds - (time.monotonic() - self._last_rebalance)
+        for entry in self.sessions.values():
+            admitted = _parse_time(entry.status.get("admittedAt"))
+            if entry.spec is not None and admitted is not None and _cond(entry.status, "Running"):
+                left = (admitted + timedelta(seconds=entry.spec.duration_seconds) - now).total_seconds()
+                horizon = min(horizon, left)
+        return max(0.05, horizon)
+
+    async def _read_quota(self) -> None:
+        if self.kube is None:
+            return
+        try:
+            cm = await self.kube.core.read_namespaced_config_map(
+                self.settings.arena_quota_configmap, self.settings.operator_namespace
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                self.on_quota(None)
+            return
+        self.on_quota(cm.data)
+
+    async def reconcile(self) -> None:
+        if (
+            not self._quota_read
+            or time.monotonic() - self._last_rebalance >= self.settings.rebalance_interval_seconds
+        ):
+            # Read on the rebalance cadence: quota changes are rare and need no watch of every ConfigMap.
+            await self._read_quota()
+            self._quota_read = True
+        now = self.clock()
+        demands: list[SessionDemand] = []
+        plans = {}
+        risks = {}
+        for key, entry in self.sessions.items():
+            if entry.spec is None:
+                continue
+            risk = assess_risk(entry.spec.risk)
+            plan = resource_plan(entry.spec.priority, risk.overall, entry.spec.requires_gpu)
+            risks[key], plans[key] = risk, plan
+            status = entry.status
+            admitted_at = _parse_time(status.get("admittedAt"))
+            created = _parse_time(entry.body["metadata"].get("creationTimestamp")) or now
+            queued_at = _parse_time(status.get("queuedAt")) or created
+            finished = _cond(status, "Finished") or (
+                admitted_at is not None
+                and _cond(status, "Admitted")
+                and admitted_at + timedelta(seconds=entry.spec.duration_seconds) <= now
+            )
+            demands.append(
+                SessionDemand(
+                    _key_text(key),
+                    PRIORITY_VALUES[entry.spec.priority],
+                    queued_at,
+                    plan.cpu_millis,
+                    plan.memory_bytes,
+                    admitted=_cond(status, "Admitted"),
+                    admitted_at=admitted_at,
+                    finished=finished,
+                )
+            )
+        admission = plan_admission(demands, self.quota, now)
+        preempted_by = {p.key: p for p in admission.preemptions}
+
+        rebalance_due = time.monotonic() - self._last_rebalance >= self.settings.rebalance_interval_seconds
+        changes = {}
+        if rebalance_due:
+            self._last_rebalance = time.monotonic()
+            allocations = []
+            utilization: dict[str, float] = {}
+            for key, entry in self.sessions.items():
+                if key in plans and _key_text(key) in admission.admitted:
+                    scale = (entry.status.get("allocation") or {}).get("scale", 1.0)
+                    allocations.append(
+                        Allocation(
+                            _key_text(key),
+                            PRIORITY_VALUES[entry.spec.priority] if entry.spec else 0,
+                            plans[key],
+                            round(float(scale) * 100),
+                        )
+                    )
+                    util = entry.body["metadata"].get("annotations", {}).get(UTILIZATION_ANNOTATION)
+                    if util is not None:
+                        with contextlib.suppress(ValueError):
+                            utilization[_key_text(key)] = float(util)
+            self._rebalances += 1
+            for change in plan_rebalance(
+                allocations,
+                utilization,
+                self.quota,
+                jitter=self.settings.rebalance_jitter,
+                rng_seed=self.settings.rebalance_seed + self._rebalances,
+            ):
+                changes[change.key] = change
+
+        counts = dict.fromkeys(CONDITIONS, 0)
+        for key, entry in list(self.sessions.items()):
+            status = await self._session_status(
+                key, entry, now, admission, preempted_by, plans, risks, changes.get(_key_text(key))
+            )
+            for c in status.get("conditions", []):
+                if c["status"] == "True" and c["type"] in counts:
+                    counts[c["type"]] += 1
+            if status != entry.status:
+                # A merge patch only removes a field that is sent as null.
+                removed = {k: None for k in entry.status if k not in status}
+                await self._patch(key, {**status, **removed})
+                entry.status = status
+        for cond, count in counts.items():
+            metrics.ARENA_SESSIONS.labels(cond).set(count)
+
+    async def _session_status(
+        self,
+        key: Key,
+        entry: SessionEntry,
+        now: datetime,
+        admission: Any,
+        preempted_by: Mapping[str, Any],
+        plans: Mapping[Key, Any],
+        risks: Mapping[Key, Any],
+        change: Any,
+    ) -> dict[str, Any]:
+        gen = entry.body["metadata"].get("generation")
+        prev = entry.status
+        status: dict[str, Any] = {k: v for k, v in prev.items() if k not in ("conditions",)}
+        conds: list[dict[str, Any]] = list(prev.get("conditions") or [])
+        status["observedGeneration"] = gen
+        if entry.spec is None:
+            conds = set_condition(conds, "Ready", False, "InvalidSpec", entry.error or "", now, gen)
+            conds = set_condition(conds, "Degraded", True, "InvalidSpec", entry.error or "", now, gen)
+            if entry.error and not _cond(prev, "Degraded"):
+                await self._event(entry.body, "InvalidSpec", entry.error, "Warning")
+            status["conditions"] = conds
+            return status
+        risk, plan = risks[key], plans[key]
+        status["priorityValue"] = PRIORITY_VALUES[entry.spec.priority]
+        status["resourcePlan"] = plan.to_status()
+        status["risk"] = risk.to_status()
+        for kind in ("technical", "operational", "strategic", "overall"):
+            value = getattr(risk, kind, None)
+            if isinstance(value, (int, float)):
+                metrics.ARENA_RISK.labels(key[0], key[1], kind).set(value)
+        status.setdefault("queuedAt", rfc3339(now))
+        decision = admission.decision(_key_text(key))
+        if decision.state is AdmissionState.FINISHED:
+            if not _cond(prev, "Finished"):
+                status["finishedAt"] = rfc3339(now)
+                await self._event(entry.body, "Finished", "duration ended; quota released")
+            conds = set_condition(
+                conds, "Finished", True, "DurationElapsed", "the session ran its duration", now, gen
+            )
+            conds = set_condition(conds, "Running", False, "Finished", "finished", now, gen)
+            conds = set_condition(conds, "Admitted", False, "Finished", "quota released", now, gen)
+            conds = set_condition(conds, "Preempted", False, "Finished", "finished", now, gen)
+            conds = set_condition(conds, "Ready", True, "Finished", "finished", now, gen)
+            status.pop("queuePosition", None)
+        elif decision.state is AdmissionState.ADMITTED:
+            if not _cond(prev, "Admitted"):
+                status["admittedAt"] = rfc3339(now)
+                status["allocation"] = {
+                    "cpu": format_cpu(plan.cpu_millis),
+                    "memory": format_memory(plan.memory_bytes),
+                    "scale": 1.0,
+                }
+                await self._event(entry.body, "Admitted", decision.message)
+            conds = set_condition(conds, "Admitted", True, str(decision.reason), decision.message, now, gen)
+            conds = set_condition(conds, "Running", True, "Admitted", "running within quota", now, gen)
+            conds = set_condition(conds, "Preempted", False, "Admitted", "admitted", now, gen)
+            conds = set_condition(conds, "Finished", False, "Running", "running", now, gen)
+            conds = set_condition(conds, "Ready", True, "Running", decision.message, now, gen)
+            status.pop("queuePosition", None)
+            if change is not None:
+                status["allocation"] = change.to_status()
+                await self._event(entry.body, change.reason, change.message)
+            if "battle" not in prev:
+                record = await run_battle(
+                    entry.body["metadata"]["name"],
+                    [r.name for r in entry.spec.repos],
+                    entry.spec.battle_depth,
+                    TemplateQuestionGenerator(),
+                    risk,
+                    services=entry.spec.services,
+                )
+                status["battle"] = record.to_status()
+                entry.battle = record
+                await self._remember(key, entry, record, risk.overall)
+        else:
+            pre = preempted_by.get(_key_text(key))
+            if pre is not None:
+                conds = set_condition(conds, "Preempted", True, str(pre.reason), pre.message, now, gen)
+                await self._event(entry.body, "Preempted", pre.message, "Warning")
+                status.pop("admittedAt", None)
+                status["queuedAt"] = rfc3339(now)
+            conds = set_condition(conds, "Admitted", False, str(decision.reason), decision.message, now, gen)
+            conds = set_condition(conds, "Running", False, "Queued", decision.message, now, gen)
+            conds = set_condition(conds, "Finished", False, "Queued", "not started", now, gen)
+            if not any(c.get("type") == "Preempted" for c in conds):
+                conds = set_condition(conds, "Preempted", False, "Queued", "never admitted", now, gen)
+            conds = set_condition(conds, "Ready", True, "Queued", decision.message, now, gen)
+            status["queuePosition"] = decision.queue_position
+            if not any(c.get("type") == "Admitted" for c in prev.get("conditions") or []):
+                await self._event(entry.body, "Queued", decision.message)
+        if self.memory is not None:
+            ok = bool(self.memory.available)
+            conds = set_condition(
+                conds,
+                "MemoryAvailable",
+                ok,
+                "Connected" if ok else "Unavailable",
+                "arena memory (Postgres + pgvector) reachable"
+                if ok
+                else f"Postgres unreachable; {self.memory.pending} write(s) queued, retrying",
+                now,
+                gen,
+            )
+        conds = set_condition(conds, "Degraded", False, "AsPlanned", "spec valid", now, gen)
+        status["conditions"] = conds
+        return status
+
+    async def _remember(self, key: Key, entry: SessionEntry, record: BattleRecord, risk: float) -> None:
+        if self.memory is None:
+            return
+        from heady_operator.storage.memory import MemoryRecord
+
+        embedder = self.embedder
+        for round_ in record.rounds:
+            text = round_.question
+            await self.memory.store(
+                MemoryRecord(
+                    session=_key_text(key),
+                    repo_name=",".join(r.name for r in entry.spec.repos) if entry.spec else "",
+                    entity_type="battle_question",
+                    entity_id=str(round_.depth),
+                    content=text,
+                    embedding=embedder.embed_one(text),
+                    battle_depth=round_.depth,
+                    risk_score=risk,
+                )
+            )
+
+    embedder: Any = None
+
+    async def _patch(self, key: Key, status: dict[str, Any]) -> None:
+        if self.kube is None:
+            return
+        try:
+            await patch_status(self.kube, "arenasessions", key[0], key[1], status)
+        except ApiException as exc:
+            if exc.status != 404:
+                log.warning("status patch of arena %s/%s failed: %s", key[0], key[1], exc.reason)
+
+    async def _event(self, body: Mapping[str, Any], reason: str, message: str, type_: str = "Normal") -> None:
+        if self.kube is not None:
+            await post_event(self.kube, body, reason, message, type_)
