@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -44,10 +46,33 @@ class Settings(BaseSettings):
 
     # Memory (Postgres + pgvector) and ingest (Redis).
     postgres_dsn: str = ""
-    embedding_dimensions: int = Field(default=1536, ge=1, le=16000)
+    embedding_dimensions: int = Field(default=1536, ge=1, le=2000)  # pgvector HNSW indexes at most 2000 dims
     redis_url: str = ""
     attention_stream: str = "heady:attention"
     ingest_token: str = ""
+    # The attention ingest (Redis stream consumer and POST /v1/attention); see docs/attention-ingest.md.
+    ingest_group: str = "heady-operator"
+    # This replica's consumer name in the group; empty: pod_name, else the hostname. A stable name
+    # lets a restarted operator finish the entries it had read but not acknowledged.
+    ingest_consumer: str = ""
+    ingest_dead_letter_stream: str = "heady:attention:dead"
+    # Namespace of events that do not name one.
+    ingest_default_namespace: str = "default"
+    ingest_batch: int = Field(default=100, ge=1, le=10_000)
+    ingest_block_ms: int = Field(default=1000, ge=1, le=60_000)
+    # Entries another consumer read but left unacknowledged this long are taken over (XAUTOCLAIM).
+    ingest_claim_idle_seconds: float = Field(default=30.0, gt=0.0)
+    ingest_reconnect_max_seconds: float = Field(default=30.0, gt=0.0)
+    # Stream entries remembered as applied, so a re-delivery within one process is acknowledged only.
+    ingest_dedup_window: int = Field(default=10_000, ge=1)
+    # Producers trim the stream to about this many entries (XADD MAXLEN ~).
+    ingest_stream_maxlen: int = Field(default=100_000, ge=1000)
+    # POST /v1/attention answers 429 above this backlog (entries not yet read by the group) ...
+    ingest_max_lag: int = Field(default=10_000, ge=0)
+    # ... or with this many requests already in flight, or (without Redis) this many live ingest signals.
+    ingest_http_max_inflight: int = Field(default=256, ge=0)
+    ingest_max_live_signals: int = Field(default=100_000, ge=0)
+    ingest_http_max_events: int = Field(default=100, ge=1, le=1000)
 
     # Tunnel (cloudflared ingress rules generated from HeadyService hostnames).
     tunnel_configmap: str = "heady-cloudflared"
@@ -62,6 +87,26 @@ class Settings(BaseSettings):
     chaos_enabled: bool = True
     chaos_image: str = "heady-operator:latest"
     chaos_service_account: str = "heady-chaos"
+    # Kill switch besides chaos_enabled: data `enabled: "false"` in this ConfigMap of
+    # operator_namespace restores every active fault and stops new ones, without a restart.
+    chaos_killswitch_configmap: str = "heady-chaos"
+    # No fault outlasts this, whatever an experiment's durationSeconds asks for.
+    chaos_max_duration_seconds: int = Field(default=600, ge=1, le=3600)
+    # "job": inject/recover in Jobs (the chaos ServiceAccount, never the operator's rights).
+    # "inline": the same command functions in the operator process, for clusters that cannot run
+    # the Jobs' containers (kwok e2e tests); the operator then needs the chaos RBAC itself.
+    chaos_executor: Literal["job", "inline"] = "job"
+    # How often each session's chaos is reconciled (also the reaction time of the kill switch).
+    chaos_interval_seconds: float = Field(default=2.0, gt=0.0, le=60.0)
+    # Jobs: hard deadline, how long finished ones stay for `kubectl logs`, and how late a recover
+    # Job may be before the operator restores the fault itself.
+    chaos_job_deadline_seconds: int = Field(default=300, ge=10)
+    chaos_job_ttl_seconds: int = Field(default=3600, ge=0)
+    chaos_recover_grace_seconds: float = Field(default=30.0, gt=0.0)
+    # Which sessions' chaos this operator runs: those whose label heady.io/chaos-instance equals
+    # this (the empty default: sessions without the label). A second operator (a canary, an e2e
+    # test's) can so own the chaos of chosen sessions without two operators injecting at once.
+    chaos_instance: str = ""
 
     @property
     def namespace_list(self) -> list[str]:

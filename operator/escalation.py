@@ -456,6 +456,8 @@ class EscalationController:
     # ------------------------------------------------------------------ resizes
 
     def _apply_resizes(self, plan: Plan) -> None:
+        if self.kube is None:
+            return  # planning only (unit tests, simulations)
         mono = time.monotonic()
         for decision in plan.resizes:
             key = decision.pod

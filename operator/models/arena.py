@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -118,9 +118,12 @@ class ChaosSpec(CamelModel):
         return experiments
 
 
+ServiceName = Annotated[str, Field(min_length=1, max_length=253)]
+
+
 class ArenaSessionSpec(CamelModel):
     repos: list[RepoRef] = Field(min_length=1, max_length=64)
-    services: list[str] = Field(default_factory=list, max_length=64)
+    services: list[ServiceName] = Field(default_factory=list, max_length=64)
     priority: PriorityLevel = PriorityLevel.MEDIUM
     duration_seconds: int = Field(default=3600, ge=1, le=604800)
     battle_depth: int = Field(default=3, ge=1, le=MAX_BATTLE_DEPTH)
@@ -137,10 +140,7 @@ class ArenaSessionSpec(CamelModel):
 
     @field_validator("services")
     @classmethod
-    def _services_valid(cls, services: list[str]) -> list[str]:
-        for service in services:
-            if not 1 <= len(service) <= 253:
-                raise ValueError(f"service name {service!r} must be 1..253 characters")
+    def _services_unique(cls, services: list[str]) -> list[str]:
         _refuse_duplicates(services, "service")
         return services
 

@@ -196,6 +196,8 @@ class Decision:
     # How long a pending session has been queued (for a queue-wait metric; kept out of the
     # message so the status does not change on every pass).
     waiting_seconds: float | None = None
+    # The older session of the same priority this one waits behind, if any.
+    behind: str | None = None
     # True when the session's admission differs from what it was given: admitted, preempted
     # or released. The handler acts (patch, Event) only on changed decisions.
     changed: bool = False
@@ -307,14 +309,20 @@ def plan_admission(sessions: Iterable[SessionDemand], quota: Quota, now: datetim
     - If a lowered quota no longer covers the admitted sessions, the lowest-priority, most
       recently admitted are pushed back to the queue until it does (the quota is a promise).
     - Pending sessions are considered highest priority first, oldest first. One that fits is
-      admitted; a smaller, lower-priority session may pass a larger one that does not fit
-      (best effort), which cannot starve the larger one because it may preempt the smaller.
+      admitted. Within a priority the queue is strict: once one waits, younger ones of that
+      priority wait behind it, so a stream of small sessions cannot starve a large one.
+      Across priorities it is best effort: a lower-priority session that fits may pass a
+      blocked higher-priority one (idle quota helps nobody), which can take the room back by
+      preemption once that is enough.
     - One that does not fit may preempt admitted sessions of strictly lower priority, but only
       if releasing them makes room. Victims are taken lowest priority first, most recently
       admitted first, and any the room turns out not to need are given back. They rejoin the
       queue keeping their age.
     """
     all_sessions = sorted(sessions, key=_queue_order)
+    keys = [s.key for s in all_sessions]
+    if len(set(keys)) != len(keys):
+        raise ValueError("session keys must be unique")
     finished = [s for s in all_sessions if s.finished]
     active = [s for s in all_sessions if not s.finished]
     capacity = Usage(quota.cpu_millis, quota.memory_bytes)
@@ -339,22 +347,27 @@ def plan_admission(sessions: Iterable[SessionDemand], quota: Quota, now: datetim
         queue.append((_queue_order(victim), victim))
 
     heapq.heapify(queue)
-    waiting: dict[str, SessionDemand] = {}
+    # Per priority, the oldest session that is waiting for quota; younger ones of the same
+    # priority wait behind it even when they would fit.
+    blocked: dict[int, str] = {}
+    held: dict[str, str] = {}
     while queue:
         _, session = heapq.heappop(queue)
         need = session.usage
+        if not capacity.covers(need):
+            continue  # can never fit, so it blocks nobody
+        if session.priority in blocked:
+            held[session.key] = blocked[session.priority]
+            continue
         free = capacity - used
         if free.covers(need):
             admitted[session.key] = session
             used = used + need
             continue
-        if not capacity.covers(need):
-            waiting[session.key] = session
-            continue
         lower = sorted((s for s in admitted.values() if s.priority < session.priority), key=_victim_order)
         victims = _choose_victims(need, free, lower)
         if victims is None:
-            waiting[session.key] = session
+            blocked[session.priority] = session.key
             continue
         for victim in victims:
             message = (
@@ -401,6 +414,9 @@ def plan_admission(sessions: Iterable[SessionDemand], quota: Quota, now: datetim
         if not capacity.covers(s.usage):
             reason = AdmissionReason.EXCEEDS_QUOTA
             message = f"can never be admitted: {_beyond(s.usage, quota)}"
+        elif s.key in held and free.covers(s.usage):
+            reason = AdmissionReason.WAITING_FOR_QUOTA
+            message = f"waiting behind {held[s.key]}, queued earlier at the same priority"
         else:
             reason = AdmissionReason.WAITING_FOR_QUOTA
             message = f"waiting for quota: {_shortfall(s.usage, free, quota)}"
@@ -417,6 +433,7 @@ def plan_admission(sessions: Iterable[SessionDemand], quota: Quota, now: datetim
                 message,
                 queue_position=position,
                 waiting_seconds=max((now - s.queued_at).total_seconds(), 0.0),
+                behind=held.get(s.key),
                 changed=s.admitted,
             )
         )

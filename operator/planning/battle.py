@@ -163,7 +163,9 @@ def template_slots(context: BattleContext) -> dict[str, str]:
         concept = f"the {dimension} risk of {context.topic}"
         mitigations = context.risk.mitigations
         implication = (
-            f"'{mitigations[0].action.replace('_', ' ')} is enough of a safeguard'" if mitigations else unharmed
+            f"'{mitigations[0].action.replace('_', ' ')} is enough of a safeguard'"
+            if mitigations
+            else unharmed
         )
     else:
         assumption = f"'{context.topic} is ready to run'"

@@ -24,8 +24,10 @@ log = logging.getLogger(__name__)
 
 # pgvector 0.8 can keep scanning an HNSW index until enough rows pass the WHERE clause;
 # without it a per-session search returns only the session's rows among the first
-# ef_search neighbours overall, often none.
-_ITERATIVE_SCAN_SINCE = (0, 8, 0)
+# ef_search neighbours overall, often none. Sent as a connection startup parameter, not a SET,
+# because the pool's RESET ALL on release would undo a SET. Older pgvector ignores it
+# (at most a warning in the server log).
+_SEARCH_SETTINGS = {"hnsw.iterative_scan": "relaxed_order"}
 
 
 class StoreOutcome(StrEnum):
@@ -122,10 +124,6 @@ WHERE session = $1 AND entity_type = $2 AND entity_id = $3 AND risk_score IS DIS
 """
 
 
-def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.split(".") if part.isdigit())
-
-
 class ArenaMemory:
     """Embeddings of arena sessions, over an asyncpg pool. Build with `connect`."""
 
@@ -144,22 +142,25 @@ class ArenaMemory:
         ef_search: int | None = None,
         connect_timeout: float = 5.0,
         command_timeout: float = 30.0,
+        server_settings: dict[str, str] | None = None,
     ) -> ArenaMemory:
-        """Open a pool. Call `migrate()` before the first write on a fresh database."""
+        """Open a pool. Call `migrate()` before the first write on a fresh database.
+
+        ef_search trades search speed for recall (pgvector's default is 40); server_settings
+        are passed to every connection (e.g. application_name, statement_timeout).
+        """
         check_dimensions(dimensions)
 
         async def setup(conn: asyncpg.Connection) -> None:
             # The vector type exists only once the extension does; a pool opened before
             # migrate() gets its codec when migrate() recycles the connections.
-            version = await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
-            if version is None:
-                return
-            await register_vector(conn)
-            if _version(version) >= _ITERATIVE_SCAN_SINCE:
-                await conn.execute("SET hnsw.iterative_scan = relaxed_order")
-            if ef_search is not None:
-                await conn.execute(f"SET hnsw.ef_search = {int(ef_search)}")
+            if await conn.fetchval("SELECT 1 FROM pg_extension WHERE extname = 'vector'"):
+                await register_vector(conn)
 
+        settings = {"application_name": "heady-operator", **_SEARCH_SETTINGS}
+        if ef_search is not None:
+            settings["hnsw.ef_search"] = str(int(ef_search))
+        settings |= server_settings or {}
         pool = await asyncpg.create_pool(
             dsn,
             min_size=min_size,
@@ -167,6 +168,7 @@ class ArenaMemory:
             init=setup,
             timeout=connect_timeout,
             command_timeout=command_timeout,
+            server_settings=settings,
         )
         return cls(pool, dimensions)
 

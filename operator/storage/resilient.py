@@ -36,6 +36,8 @@ _OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.OperatorInterventionError,  # class 57: shutting down, starting up
     asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections, disk full
     asyncpg.InterfaceError,  # connection or pool closed underneath us
+    # A Postgres that came back empty (no volume): recovery re-runs the migrations.
+    asyncpg.exceptions.UndefinedTableError,
 )
 
 
@@ -279,7 +281,8 @@ class ResilientMemory:
                 if self._memory is None:
                     self._memory = await self._connector()
                 else:
-                    await self._memory.ping()
+                    # Idempotent and cheap; recreates the schema if Postgres lost its data.
+                    await self._memory.migrate()
                 await self._flush(self._memory)
             except Exception as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}".strip().rstrip(":")

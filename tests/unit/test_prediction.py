@@ -1,0 +1,158 @@
+"""The attention transition model and predictive pre-escalation through the controller."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from heady_operator.config import Settings
+from heady_operator.escalation import EscalationController
+from heady_operator.planning.levels import Level
+from heady_operator.planning.prediction import TransitionModel
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+A, B, C = ("ns", "a"), ("ns", "b"), ("ns", "c")
+
+
+def test_transitions_are_counted_per_user_and_predicted_above_threshold() -> None:
+    m = TransitionModel()
+    for i in range(3):
+        m.observe("u1", A, T0 + timedelta(seconds=10 * i))
+        m.observe("u1", B, T0 + timedelta(seconds=10 * i + 1))
+    m.observe("u2", A, T0)
+    m.observe("u2", C, T0)
+    assert m.probability(A, B) == 0.75
+    assert m.predict(A, threshold=0.6, min_observations=3) == (B, 0.75)
+    assert m.predict(A, threshold=0.8, min_observations=3) is None
+    assert m.predict(A, threshold=0.6, min_observations=5) is None
+    assert m.predict(C, threshold=0.1, min_observations=1) is None
+
+
+def test_hits_and_misses() -> None:
+    m = TransitionModel()
+    m.expect("u", B, T0 + timedelta(seconds=20))
+    assert m.observe("u", B, T0 + timedelta(seconds=5)) == "hit"
+    m.expect("u", C, T0 + timedelta(seconds=20))
+    assert m.expire(T0 + timedelta(seconds=30)) == ["miss"]
+    assert m.stats_for(B)["hits"] == 1
+    assert m.stats_for(C)["misses"] == 1
+
+
+def test_round_trips_through_json() -> None:
+    m = TransitionModel()
+    m.observe("u", A, T0)
+    m.observe("u", B, T0)
+    again = TransitionModel.from_json(m.to_json())
+    assert again.counts == m.counts
+    assert TransitionModel.from_json("").counts == {}
+
+
+def test_old_evidence_is_halved_when_a_row_grows_too_large() -> None:
+    m = TransitionModel(max_count=4)
+    for _ in range(3):
+        m.observe("u", A, T0)
+        m.observe("u", B, T0)
+    assert sum(m.counts["ns/a"].values()) <= 4
+
+
+# ------------------------------------------------------------------ through the controller
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _bodies(ns: str = "ns") -> list[tuple[str, dict[str, Any]]]:
+    objs: list[tuple[str, dict[str, Any]]] = [
+        ("node", {"metadata": {"name": "n1"}, "status": {"allocatable": {"cpu": "8", "memory": "32Gi"}}})
+    ]
+    for name in ("a", "b"):
+        labels = {"app": name}
+        objs.append(
+            (
+                "workload",
+                {
+                    "kind": "Deployment",
+                    "metadata": {"namespace": ns, "name": name},
+                    "spec": {
+                        "selector": {"matchLabels": labels},
+                        "template": {
+                            "spec": {
+                                "containers": [
+                                    {"name": "app", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}
+                                ]
+                            }
+                        },
+                    },
+                },
+            )
+        )
+        objs.append(
+            (
+                "service",
+                {
+                    "metadata": {"namespace": ns, "name": name, "generation": 1},
+                    "spec": {"workload": {"name": name}},
+                },
+            )
+        )
+        objs.append(
+            (
+                "pod",
+                {
+                    "metadata": {"namespace": ns, "name": f"{name}-0", "labels": labels},
+                    "spec": {
+                        "nodeName": "n1",
+                        "containers": [
+                            {
+                                "name": "app",
+                                "resources": {
+                                    "requests": {"cpu": "900m", "memory": "921Mi"},
+                                    "limits": {"cpu": "1", "memory": "1Gi"},
+                                },
+                            }
+                        ],
+                    },
+                    "status": {"phase": "Running", "qosClass": "Burstable"},
+                },
+            )
+        )
+    return objs
+
+
+def _signal(name: str, svc: str, user: str, at: datetime) -> dict[str, Any]:
+    return {
+        "metadata": {"namespace": "ns", "name": name, "creationTimestamp": at.isoformat()},
+        "spec": {"services": [svc], "user": user, "ttlSeconds": 5, "source": "ui"},
+    }
+
+
+async def test_learned_transition_pre_escalates_the_next_service() -> None:
+    clock = Clock()
+    ctl = EscalationController(Settings(prediction_min_observations=3, prediction_threshold=0.6), None, clock)
+    for kind, body in _bodies():
+        getattr(ctl, f"on_{kind}")("ADDED", body)
+    ctl.mark_synced()
+    # A user goes a -> b three times.
+    for i in range(3):
+        clock.now = T0 + timedelta(seconds=20 * i)
+        ctl.on_signal("ADDED", _signal(f"sa{i}", "a", "u", clock.now))
+        clock.now += timedelta(seconds=1)
+        ctl.on_signal("ADDED", _signal(f"sb{i}", "b", "u", clock.now))
+    # Then attention lands on a again, with b quiet: b is raised before the user gets there.
+    clock.now = T0 + timedelta(seconds=100)
+    ctl.on_signal("ADDED", _signal("sa-again", "a", "u", clock.now))
+    plan = await ctl.reconcile()
+    assert plan.pods[("ns", "b-0")].level is Level.PEAK
+    predicted = [e for e in ctl.signals.values() if e.path == "predictor"]
+    assert len(predicted) == 1 and predicted[0].signal is not None
+    assert predicted[0].signal.services == (B,)
+    assert ctl.model.last_predicted["ns/a"] == "ns/b"
+    # The user does go to b within the prediction's TTL: a hit.
+    clock.now += timedelta(seconds=2)
+    ctl.on_signal("ADDED", _signal("sb-again", "b", "u", clock.now))
+    assert ctl.model.stats_for(B)["hits"] == 1
