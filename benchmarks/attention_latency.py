@@ -41,9 +41,13 @@ from kubernetes_asyncio import watch as awatch  # noqa: E402
 from tests.harness import OperatorProcess, deployment, headyservice, start_cluster, wait_for  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PEAK_CPU = "200m"  # limits; Burstable pods stop 1m short of the limit at peak
-PEAK_REQ = "199m"
-BASE_REQ = "180m"
+PEAK_CPU = "100m"  # limits; Burstable pods stop 1m short of the limit at peak (200 pods fit 4 x 8 CPU)
+PEAK_REQ = "99m"
+BASE_REQ = "90m"
+
+
+def say(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -171,15 +175,19 @@ async def run_rate(
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     cluster = start_cluster(args.cluster)
+    # Pods left by an interrupted run would take the nodes' room.
+    cluster.kubectl("delete", "namespace", "-l", "heady.io/test=bench", "--wait=true", "--timeout=120s", check=False)
     namespace = f"bench-{uuid.uuid4().hex[:6]}"
     cluster.core.create_namespace({"metadata": {"name": namespace, "labels": {"heady.io/test": "bench"}}})
     services = [f"svc-{i:03d}" for i in range(args.services)]
     limits = {"cpu": PEAK_CPU, "memory": "256Mi"}
     objs: list[dict[str, Any]] = []
     for name in services:
-        objs.append(deployment(name, namespace, args.pods, {"cpu": "100m", "memory": "128Mi"}, limits))
+        objs.append(deployment(name, namespace, args.pods, {"cpu": "50m", "memory": "128Mi"}, limits))
         objs.append(headyservice(name, namespace, priority="medium", cooldownSeconds=0))
+    say(f"creating {len(services)} Deployments x {args.pods} pods and their HeadyServices in {namespace}")
     cluster.apply(objs)
+    say("starting the operator")
     op = OperatorProcess(cluster, Path(os.environ.get("TMPDIR", "/tmp")), {"HEADY_PREDICTION_ENABLED": "false"})
     op.start()
     assert op.proc is not None
@@ -192,14 +200,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         custom = aclient.CustomObjectsApi(api)
         watch = PodWatch(namespace, services)
         watcher = asyncio.create_task(watch.run(core, args.pods))
+        say("waiting for every pod at baseline")
         settle_start = time.perf_counter()
-        await asyncio.to_thread(
-            wait_for,
-            lambda: all(watch.full_base(s, args.pods) for s in services),
-            f"{len(services) * args.pods} pods at baseline",
-            300,
-            0.2,
-        )
+        def settled() -> bool:
+            if watcher.done():
+                watcher.result()  # surfaces a crashed watch instead of waiting forever
+            return all(watch.full_base(s, args.pods) for s in services)
+
+        await asyncio.to_thread(wait_for, settled, f"{len(services) * args.pods} pods at baseline", 300, 0.2)
         settle_s = time.perf_counter() - settle_start
 
         async def send_object(svc: str, name: str, expires: datetime) -> None:
@@ -211,9 +219,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             }
             await custom.create_namespaced_custom_object("heady.io", "v1alpha1", namespace, "attentionsignals", body)
 
+        # Warm-up: one escalation end to end, so connection set-up is not in the first sample.
+        await run_rate(custom, watch, namespace, services[:1], args.pods, 1, 1, "warmup", send_object)
+        await asyncio.to_thread(wait_for, settled, "relaxed after warm-up", 120, 0.2)
         runs = []
         for rate in args.rates:
             count = max(3, int(rate * args.seconds))
+            say(f"{count} AttentionSignals at {rate:g}/s")
             cpu0, t0 = stats.cpu_seconds(), time.perf_counter()
             run = await run_rate(
                 custom, watch, namespace, services, args.pods, rate, count, f"r{int(rate)}", send_object
@@ -224,9 +236,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             runs.append(run)
             print(json.dumps(run), flush=True)
             # Let everything relax before the next rate.
-            await asyncio.to_thread(
-                wait_for, lambda: all(watch.full_base(s, args.pods) for s in services), "relaxed", 120, 0.2
-            )
+            await asyncio.to_thread(wait_for, settled, "relaxed", 120, 0.2)
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher

@@ -139,6 +139,8 @@ class EscalationController:
         self._resize_sem = asyncio.Semaphore(64)
         self._tasks: set[asyncio.Task[None]] = set()
         self._synced = False
+        self._latest_report: tuple[Plan, dict[ServiceKey, str]] | None = None
+        self._reporter: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ watch events in
 
@@ -449,9 +451,32 @@ class EscalationController:
         for key, decision in plan.services.items():
             self.memory[key] = decision.memory
         self._apply_resizes(plan)
+        # Status, Events and signal bookkeeping are API writes: they run beside the planner, on
+        # the latest plan, so a burst of signals never queues behind its own paperwork.
+        self._latest_report = (plan, errors)
+        if self.kube is None:
+            await self._report_once()
+        elif self._reporter is None or self._reporter.done():
+            self._reporter = asyncio.get_running_loop().create_task(self._report_forever())
+        return plan
+
+    async def _report_once(self) -> None:
+        latest = self._latest_report
+        if latest is None:
+            return
+        self._latest_report = None
+        plan, errors = latest
+        now = self.clock()
         await self._report(plan, errors, now)
         await self._expire_signals(now)
-        return plan
+
+    async def _report_forever(self) -> None:
+        while self._latest_report is not None:
+            try:
+                await self._report_once()
+            except Exception:  # reporting must never take the planner down with it
+                log.exception("status report failed")
+                await asyncio.sleep(0.5)
 
     # ------------------------------------------------------------------ resizes
 
@@ -536,7 +561,7 @@ class EscalationController:
         for key, entry in list(self.services.items()):
             decision = plan.services.get(key)
             error = errors.get(key)
-            status = self._service_status(key, entry, decision, error, now)
+            status = self._service_status(key, entry, decision, error, now, plan)
             if decision is not None:
                 prev = self._decisions.get(key)
                 await self._transition_events(entry, prev, decision)
@@ -577,6 +602,7 @@ class EscalationController:
         decision: ServiceDecision | None,
         error: str | None,
         now: datetime,
+        plan: Plan,
     ) -> dict[str, Any]:
         body = entry.body
         generation = body.get("metadata", {}).get("generation")
@@ -592,8 +618,6 @@ class EscalationController:
             conditions = set_condition(conditions, "Degraded", True, reason, error or "", now, generation)
             status.update(level="Unknown", conditions=conditions, _error=error)
             return _stable(status, prev)
-        plan = self.last_plan
-        assert plan is not None
         pods = self._service_pods(key, plan)
         pending = [d for d in pods if d.needs_resize]
         at_peak = sum(1 for d in pods if d.level is Level.PEAK and not d.needs_resize)
