@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     resize_retry_max_seconds: float = Field(default=30.0, gt=0.0)
     expired_signal_retention_seconds: int = Field(default=300, ge=0)
     resync_seconds: float = Field(default=10.0, gt=0.0)
+    plan_coalesce_seconds: float = Field(default=0.005, ge=0.0, le=1.0)
+    report_interval_seconds: float = Field(default=0.25, ge=0.0, le=10.0)
 
     # Predictive pre-escalation.
     prediction_enabled: bool = True

@@ -139,6 +139,10 @@ class EscalationController:
         self._resize_sem = asyncio.Semaphore(64)
         self._tasks: set[asyncio.Task[None]] = set()
         self._synced = False
+        # Which service owns which pod changes only when services, workloads or pod labels do.
+        self._topology_version = 0
+        self._owner_cache_key = -1
+        self._owner_cache: dict[PodKey, tuple[dict[str, str], ServiceKey | None]] = {}
         self._latest_report: tuple[Plan, dict[ServiceKey, str]] | None = None
         self._reporter: asyncio.Task[None] | None = None
 
@@ -155,6 +159,13 @@ class EscalationController:
     def on_service(self, event: str, body: Body) -> None:
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
+        known = self.services.get(key)
+        if (
+            known is None
+            or event == "DELETED"
+            or known.body.get("spec", {}).get("workload") != (body.get("spec") or {}).get("workload")
+        ):
+            self._topology_version += 1
         if event == "DELETED":
             # Pods are left where they are: at peak stays at peak (safe), nothing is taken away.
             self.services.pop(key, None)
@@ -179,6 +190,13 @@ class EscalationController:
 
     def on_workload(self, event: str, body: Body) -> None:
         meta = body["metadata"]
+        old = self.workloads.get((meta["namespace"], body["kind"], meta["name"]))
+        if (
+            old is None
+            or event == "DELETED"
+            or old.get("spec", {}).get("selector") != body.get("spec", {}).get("selector")
+        ):
+            self._topology_version += 1
         key = (meta["namespace"], body["kind"], meta["name"])
         if event == "DELETED":
             self.workloads.pop(key, None)
@@ -367,15 +385,26 @@ class EscalationController:
         owners: dict[PodKey, ServiceKey] = {}
         pods_of: dict[ServiceKey, list[PodKey]] = {}
         reserved: dict[str, list[int]] = {}
+        by_namespace: dict[str, list[tuple[ServiceKey, dict[str, Any]]]] = {}
+        for skey, sel in selectors:
+            by_namespace.setdefault(skey[0], []).append((skey, sel))
+        if self._owner_cache_key != self._topology_version:
+            self._owner_cache.clear()
+            self._owner_cache_key = self._topology_version
         for pkey, p in self.pods.items():
-            owner = next(
-                (
-                    skey
-                    for skey, sel in selectors
-                    if skey[0] == pkey[0] and convert.selector_matches(sel, p.labels)
-                ),
-                None,
-            )
+            cached = self._owner_cache.get(pkey)
+            if cached is not None and cached[0] is p.labels:
+                owner = cached[1]
+            else:
+                owner = next(
+                    (
+                        skey
+                        for skey, sel in by_namespace.get(pkey[0], ())
+                        if convert.selector_matches(sel, p.labels)
+                    ),
+                    None,
+                )
+                self._owner_cache[pkey] = (p.labels, owner)
             if owner is None:
                 if p.node and p.running:
                     req = _requests(p.containers)
@@ -402,10 +431,14 @@ class EscalationController:
             timeout = self._next_deadline()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)
-            self._wake.clear()
             self.last_loop = time.monotonic()
             if not self._synced:
+                self._wake.clear()
                 continue
+            # A resize answers with watch events for several pods within milliseconds; planning
+            # once for the lot keeps the loop free for the next signal.
+            await asyncio.sleep(self.settings.plan_coalesce_seconds)
+            self._wake.clear()
             try:
                 await self.reconcile()
             except Exception:  # one bad reconcile must not stop attention from reaching pods
@@ -477,6 +510,9 @@ class EscalationController:
             except Exception:  # reporting must never take the planner down with it
                 log.exception("status report failed")
                 await asyncio.sleep(0.5)
+            # Status is for people and dashboards: a few updates a second is plenty, and each
+            # pass over every service costs the planner CPU.
+            await asyncio.sleep(self.settings.report_interval_seconds)
 
     # ------------------------------------------------------------------ resizes
 
