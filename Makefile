@@ -4,6 +4,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PY := .venv/bin/python
+BENCHMARKS := attention_latency pgvector_search simulate scale
 
 .PHONY: help setup tools cluster-up cluster-down run stop lint test test-unit test-e2e bench-quick bench
 
@@ -45,7 +46,7 @@ test-e2e: setup ## e2e tests on the kwok cluster
 	.venv/bin/pytest -ra tests/e2e
 
 bench-quick: ## every benchmark in its tiny CI mode
-	@for b in benchmarks/*.py; do echo "== $$b --quick"; $(PY) $$b --quick || exit 1; done
+	@for b in $(BENCHMARKS); do echo "== benchmarks/$$b.py --quick"; $(PY) benchmarks/$$b.py --quick || exit 1; done
 
 bench: ## full benchmark runs (by hand; results go to benchmarks/results/)
-	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in $(BENCHMARKS); do echo "== benchmarks/$$b.py"; $(PY) benchmarks/$$b.py || exit 1; done
