@@ -77,9 +77,38 @@ CHAOS_RECOVERY = Histogram(
     buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600),
     registry=REGISTRY,
 )
+CHAOS_VERDICTS = Counter(
+    "heady_chaos_verdicts_total",
+    "Chaos experiment verdicts (Pass, Fail, Skipped, Error, DryRun), by fault kind.",
+    ["kind", "verdict"],
+    registry=REGISTRY,
+)
+CHAOS_RESTORES = Counter(
+    "heady_chaos_restores_total",
+    "Faults undone by the operator itself, by reason (KillSwitch, Paused, Deleting, Overdue, ...).",
+    ["reason"],
+    registry=REGISTRY,
+)
 INGEST_AVAILABLE = Gauge(
     "heady_ingest_available", "1 when the Redis attention stream is being consumed.", registry=REGISTRY
 )
 MEMORY_AVAILABLE = Gauge(
     "heady_memory_available", "1 when Postgres arena memory is reachable.", registry=REGISTRY
+)
+INGEST_EVENTS = Counter(
+    "heady_ingest_events_total",
+    "Attention events through the ingest, by path (redis, http) and outcome (applied, replayed, "
+    "duplicate, expired, invalid, trimmed, queued, unauthorized, overloaded, unavailable).",
+    ["path", "outcome"],
+    registry=REGISTRY,
+)
+INGEST_DEAD_LETTERS = Counter(
+    "heady_ingest_dead_letters_total",
+    "Malformed attention stream entries copied to the dead-letter stream and acknowledged.",
+    registry=REGISTRY,
+)
+INGEST_BACKLOG = Gauge(
+    "heady_ingest_backlog",
+    "Attention stream entries not yet read or not yet acknowledged by the operator's consumer group.",
+    registry=REGISTRY,
 )

@@ -1,0 +1,370 @@
+"""Chaos experiments of ArenaSessions: gather what is, ask the planner, apply, report.
+
+One kopf daemon per session ticks every chaos_interval_seconds (which is also how fast a kill
+switch or a pause takes effect). Each tick reads the session fresh from the API rather than
+kopf's cached body, so an action is never planned twice from a stale status. Deletion goes
+through a finalizer that restores every fault of the session first; at start-up, faults of
+sessions that no longer exist are restored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+import kopf
+from kubernetes_asyncio.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from heady_operator.config import Settings
+from heady_operator.kube import chaos as kchaos
+from heady_operator.kube.client import Kube
+from heady_operator.kube.events import post_event
+from heady_operator.metrics import CHAOS_FAULTS, CHAOS_RECOVERY, CHAOS_RESTORES, CHAOS_VERDICTS
+from heady_operator.models.arena import PLURAL, ChaosKind, ChaosSpec
+from heady_operator.models.common import GROUP, VERSION, set_condition, utcnow
+from heady_operator.planning import chaos as plan_chaos
+from heady_operator.planning.chaos import (
+    Action,
+    Do,
+    ExperimentRecord,
+    Halt,
+    JobAction,
+    JobOutcome,
+    Limits,
+    Observation,
+    Phase,
+    Verdict,
+)
+
+log = logging.getLogger(__name__)
+
+INLINE = "chaos_inline"
+
+
+def _deps(memo: kopf.Memo) -> tuple[Settings, Kube, kchaos.InlineExecutor | None]:
+    return memo["settings"], memo["kube"], memo.get(INLINE)
+
+
+def _has_chaos(body: Mapping[str, Any]) -> bool:
+    spec_chaos = (body.get("spec") or {}).get("chaos") or {}
+    status_chaos = (body.get("status") or {}).get("chaos") or {}
+    return bool(spec_chaos.get("experiments") or status_chaos.get("experiments"))
+
+
+def _owned(body: kopf.Body, memo: kopf.Memo, **_: Any) -> bool:
+    """Only the operator whose chaos_instance matches the session's label runs its chaos."""
+    settings: Settings | None = memo.get("settings")
+    mine = settings.chaos_instance if settings is not None else ""
+    return bool((body.get("metadata", {}).get("labels") or {}).get(plan_chaos.INSTANCE_LABEL, "") == mine)
+
+
+def _owned_with_chaos(body: kopf.Body, memo: kopf.Memo, **_: Any) -> bool:
+    # Sessions without chaos get no finalizer: nothing to restore, nothing to hold up deletion.
+    return _owned(body, memo) and _has_chaos(body)
+
+
+def _condition(conditions: list[dict[str, Any]], type_: str) -> dict[str, Any] | None:
+    return next((c for c in conditions if c.get("type") == type_), None)
+
+
+def _ts(value: Any) -> datetime | None:
+    return datetime.fromisoformat(str(value)) if value else None
+
+
+@kopf.on.startup()
+async def chaos_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    if "kube" not in memo:
+        raise kopf.TemporaryError("waiting for the operator's clients", delay=1)
+    cfg: Settings = memo["settings"]
+    kube: Kube = memo["kube"]
+    if cfg.chaos_instance:
+        # Another operator runs beside this one: with one finalizer name, each would remove the
+        # finalizer the other needs (kopf removes its finalizer from objects it has no handler for).
+        settings.persistence.finalizer = f"heady.io/chaos-{cfg.chaos_instance}"[:63]
+    if cfg.chaos_executor == "inline":
+        memo[INLINE] = kchaos.InlineExecutor()
+    # Faults whose session went away while no operator was running (its finalizer could not run).
+    for namespace, session in sorted(await kchaos.sessions_with_faults(kube)):
+        if not await kchaos.session_exists(kube, namespace, session):
+            restored = await kchaos.restore(kube, namespace, session)
+            CHAOS_RESTORES.labels("Orphaned").inc()
+            log.warning(
+                "restored faults of deleted session %s/%s: %s", namespace, session, restored.describe()
+            )
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, when=_owned, cancellation_timeout=10)
+async def chaos_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    settings, kube, inline = _deps(memo)
+    name, namespace = str(body.metadata.name), str(body.metadata.namespace)
+    while not stopped:
+        # kopf keeps `body` current; it only decides whether there is anything to do.
+        if _has_chaos(body):
+            try:
+                await reconcile(settings, kube, inline, namespace, name)
+            except ApiException as exc:
+                if exc.status != 409:
+                    log.warning("chaos of %s/%s: API error %s %s", namespace, name, exc.status, exc.reason)
+            except RuntimeError as exc:
+                if "closed" in str(exc):
+                    return  # the operator is shutting down and closed its API session
+                log.exception("chaos of %s/%s failed this tick", namespace, name)
+            except Exception:
+                log.exception("chaos of %s/%s failed this tick", namespace, name)
+        await stopped.wait(settings.chaos_interval_seconds)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, when=_owned_with_chaos)
+async def chaos_finalizer(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Before the session goes: no Job of it may still run, and none of its faults may remain."""
+    settings, kube, inline = _deps(memo)
+    name, namespace, uid = str(body.metadata.name), str(body.metadata.namespace), str(body.metadata.uid)
+    pending = await kchaos.delete_jobs(kube, settings.operator_namespace, uid, finished_too=True)
+    if inline is not None:
+        pending += sorted(inline.running)
+    restored = await kchaos.restore(kube, namespace, name)
+    if restored.forbidden:
+        await _recover_forbidden(settings, kube, inline, body, namespace, name, uid)
+    if restored.anything:
+        CHAOS_RESTORES.labels(Halt.DELETING.value).inc()
+        await post_event(kube, body, "ChaosRestored", f"session deleted: {restored.describe()}")
+    if pending:
+        # A deleted inject Job's pod may still be finishing: look again once it is gone.
+        raise kopf.TemporaryError(f"waiting for chaos Jobs {', '.join(pending)} to go", delay=2)
+
+
+async def reconcile(
+    settings: Settings, kube: Kube, inline: kchaos.InlineExecutor | None, namespace: str, name: str
+) -> None:
+    body = await kchaos.get_session(kube, namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return
+    meta, status = body["metadata"], body.get("status") or {}
+    uid = meta["uid"]
+    try:
+        spec = ChaosSpec.model_validate((body.get("spec") or {}).get("chaos") or {})
+    except ValidationError as exc:
+        # The CRD validates the same rules; this is an object admitted by an older CRD.
+        log.warning("chaos spec of %s/%s is invalid: %s", namespace, name, exc)
+        spec = ChaosSpec()
+    chaos_status = status.get("chaos") or {}
+    records = plan_chaos.records_from_status(chaos_status)
+    conditions: list[dict[str, Any]] = list(status.get("conditions") or [])
+    now = utcnow()
+
+    running_cond = _condition(conditions, "Running") or {}
+    running = running_cond.get("status") == "True"
+    finished = (_condition(conditions, "Finished") or {}).get("status") == "True"
+    started_at = _ts(chaos_status.get("runningSince"))
+    record_start = started_at is None and running
+    if record_start:
+        started_at = _ts(running_cond.get("lastTransitionTime")) or now
+
+    halt: Halt | None = None
+    if not await kchaos.namespace_enabled(kube, namespace):
+        halt = Halt.NAMESPACE_NOT_ENABLED
+    elif await kchaos.kill_switch_engaged(kube, settings):
+        halt = Halt.KILL_SWITCH
+    elif str((meta.get("annotations") or {}).get(plan_chaos.PAUSE_ANNOTATION, "")).lower() == "true":
+        halt = Halt.PAUSED
+
+    limits = Limits(settings.chaos_max_duration_seconds, settings.chaos_recover_grace_seconds)
+    experiments = {e.name: e for e in spec.experiments}
+    kinds = {e.kind for e in spec.experiments} | {r.kind for r in records.values()}
+    jobs = dict(inline.outcomes) if inline is not None else {}
+    if inline is None:
+        jobs = await kchaos.list_jobs(kube, settings.operator_namespace, uid)
+    faults = await kchaos.present_faults(kube, namespace, name, with_nodes=ChaosKind.ZONE_OUTAGE in kinds)
+    obs = Observation(
+        namespace=namespace,
+        session=name,
+        session_uid=uid,
+        now=now,
+        started_at=started_at,
+        running=running,
+        finished=finished,
+        halt=halt,
+        jobs=jobs,
+        faults_present=faults,
+    )
+    ready: dict[str, bool] = {}
+    for exp_name, rec in records.items():
+        if rec.phase is Phase.RECOVERED and not rec.dry_run and exp_name in experiments:
+            request = plan_chaos.fault_request(obs, experiments[exp_name], False, limits)
+            ready[exp_name] = await kchaos.target_ready(kube, request, rec.expected_pods)
+    obs = replace(obs, ready=ready)
+
+    updated: dict[str, ExperimentRecord] = {}
+    for _round in range(3):
+        actions = plan_chaos.plan(spec, {**records, **updated}, obs, limits)
+        for action in actions:
+            if _round and action.record is None:
+                continue  # record-less actions (stray restores) were done in the first round
+            record = await apply(settings, kube, inline, body, obs, action)
+            if record is not None:
+                updated[action.experiment] = record
+        # Inline runs finish within the tick: plan again with their outcomes, so "Injected" is
+        # written with the run instead of a tick later (a restart in between would lose it).
+        ran = any(a.do in (Do.INJECT, Do.RECOVER) and a.job_name for a in actions)
+        if inline is None or not ran:
+            break
+        obs = replace(obs, jobs=dict(inline.outcomes))
+
+    chaos_patch: dict[str, Any] = {}
+    if updated:
+        chaos_patch["experiments"] = {n: r.to_status() for n, r in updated.items()}
+    if record_start and started_at is not None:
+        chaos_patch["runningSince"] = plan_chaos.iso(started_at)
+    if chaos_patch:
+        body = await kchaos.patch_session_status(kube, namespace, name, {"chaos": chaos_patch})
+    await _write_conditions(settings, kube, body, obs, {**records, **updated})
+
+
+async def _write_conditions(
+    settings: Settings,
+    kube: Kube,
+    body: dict[str, Any],
+    obs: Observation,
+    records: Mapping[str, ExperimentRecord],
+) -> None:
+    meta = body["metadata"]
+    before: list[dict[str, Any]] = list((body.get("status") or {}).get("conditions") or [])
+    after: list[dict[str, Any]] = [dict(c) for c in before]
+    for change in plan_chaos.conditions(obs, records, settings.chaos_killswitch_configmap):
+        after = set_condition(
+            after, change.type, change.status, change.reason, change.message, obs.now, meta.get("generation")
+        )
+    if after == before:
+        return
+    # Read-modify-write of a list other handlers share: only under the version it was read at.
+    await kchaos.patch_session_status(
+        kube, meta["namespace"], meta["name"], {"conditions": after}, meta["resourceVersion"]
+    )
+    old = _condition(before, plan_chaos.CONDITION_ALLOWED) or {}
+    new = _condition(after, plan_chaos.CONDITION_ALLOWED) or {}
+    if new.get("reason") != old.get("reason") and new.get("status") == "False":
+        await post_event(kube, body, "ChaosRefused", str(new.get("message")), "Warning")
+
+
+async def apply(
+    settings: Settings,
+    kube: Kube,
+    inline: kchaos.InlineExecutor | None,
+    body: Mapping[str, Any],
+    obs: Observation,
+    action: Action,
+) -> ExperimentRecord | None:
+    """Carry out one action; return the record to write (the planner's, plus what was reported)."""
+    record = action.record
+    kind = action.kind.value if action.kind else "unknown"
+    if action.do is Do.INJECT and action.request is not None and record is not None:
+        seen = await kchaos.preview(kube, action.request)
+        described = seen.describe(action.request)
+        if record.dry_run:
+            record = replace(record, message=f"dry run: would {described}; nothing was touched")
+            await post_event(kube, body, "ChaosInjected", f"{action.experiment} (dry run): would {described}")
+            return record
+        record = replace(record, expected_pods=seen.candidates, message=f"{kind}: {described}")
+        await _execute(settings, kube, inline, body, obs, JobAction.INJECT, action)
+    elif action.do is Do.RECOVER and action.request is not None:
+        await _execute(settings, kube, inline, body, obs, JobAction.RECOVER, action)
+    elif action.do is Do.CONFIRM_INJECTED:
+        CHAOS_FAULTS.labels(kind).inc()
+        await post_event(
+            kube, body, "ChaosInjected", f"{action.experiment}: {record.message if record else kind}"
+        )
+    elif action.do is Do.CONFIRM_RECOVERED:
+        await post_event(kube, body, "ChaosRecovered", f"{action.experiment}: {kind} fault removed")
+    elif action.do is Do.RESTORE:
+        await kchaos.delete_jobs(kube, settings.operator_namespace, obs.session_uid, action.experiment)
+        restored = await kchaos.restore(kube, obs.namespace, obs.session, action.experiment)
+        if restored.forbidden:
+            await _recover_forbidden(
+                settings, kube, inline, body, obs.namespace, obs.session, obs.session_uid
+            )
+        CHAOS_RESTORES.labels(action.reason or "Restore").inc()
+        await post_event(
+            kube, body, "ChaosRestored", f"{action.experiment} ({action.reason}): {restored.describe()}"
+        )
+    elif action.do is Do.VERDICT and record is not None and record.verdict is not None:
+        CHAOS_VERDICTS.labels(kind, record.verdict.value).inc()
+        if record.recovery_seconds is not None:
+            CHAOS_RECOVERY.labels(kind).observe(record.recovery_seconds)
+        warn = record.verdict in (Verdict.FAIL, Verdict.ERROR)
+        await post_event(
+            kube,
+            body,
+            "ChaosVerdict",
+            f"{action.experiment}: {record.verdict.value}: {record.message or ''}",
+            "Warning" if warn else "Normal",
+        )
+    elif action.do is Do.SKIP and record is not None:
+        CHAOS_VERDICTS.labels(kind, Verdict.SKIPPED.value).inc()
+        await post_event(kube, body, "ChaosSkipped", f"{action.experiment}: {record.message}")
+    elif action.do is Do.INVALID:
+        await post_event(kube, body, "ChaosInvalid", f"{action.experiment}: {action.reason}", "Warning")
+    return record
+
+
+async def _execute(
+    settings: Settings,
+    kube: Kube,
+    inline: kchaos.InlineExecutor | None,
+    body: Mapping[str, Any],
+    obs: Observation,
+    job_action: JobAction,
+    action: Action,
+) -> None:
+    assert action.request is not None and action.job_name is not None
+    if inline is not None:
+        state = await inline.run(job_action, action.request, action.job_name)
+        if state.outcome is JobOutcome.FAILED:
+            await post_event(
+                kube,
+                body,
+                "ChaosJobFailed",
+                f"{action.experiment} {job_action.value}: {state.message}",
+                "Warning",
+            )
+        return
+    job = kchaos.build_job(settings, job_action, action.request, obs.session_uid, action.job_name)
+    if await kchaos.create_job(kube, job):
+        log.info("created chaos Job %s/%s", settings.operator_namespace, action.job_name)
+
+
+async def _recover_forbidden(
+    settings: Settings,
+    kube: Kube,
+    inline: kchaos.InlineExecutor | None,
+    body: Mapping[str, Any],
+    namespace: str,
+    name: str,
+    uid: str,
+) -> None:
+    """The operator may not uncordon (no nodes/patch): leave it to recover Jobs, and say so."""
+    spec = ChaosSpec.model_validate((body.get("spec") or {}).get("chaos") or {})
+    obs = Observation(namespace, name, uid, utcnow(), None, False)
+    limits = Limits(settings.chaos_max_duration_seconds, settings.chaos_recover_grace_seconds)
+    for exp in spec.experiments:
+        if exp.kind is not ChaosKind.ZONE_OUTAGE:
+            continue
+        request = plan_chaos.fault_request(obs, exp, False, limits)
+        job_name = plan_chaos.job_name(uid, exp.name, JobAction.RECOVER)
+        if inline is not None:
+            inline.outcomes.pop(job_name, None)
+            await inline.run(JobAction.RECOVER, request, job_name)
+        else:
+            await kchaos.create_job(
+                kube, kchaos.build_job(settings, JobAction.RECOVER, request, uid, job_name)
+            )
+    await post_event(
+        kube,
+        body,
+        "ChaosRestoreDelegated",
+        "the operator may not uncordon nodes (grant it nodes/patch); recover Jobs were created instead",
+        "Warning",
+    )
