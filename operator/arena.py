@@ -44,6 +44,24 @@ from heady_operator.planning.risk import assess_risk
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
 CONDITIONS = ("Admitted", "Running", "Preempted", "Finished", "Degraded", "Ready")
+ARENA_CONDITIONS = frozenset({*CONDITIONS, "MemoryAvailable"})
+# The status keys this controller writes; others (status.chaos and its conditions) belong to
+# the chaos handlers and are carried along untouched.
+OWNED = frozenset(
+    {
+        "observedGeneration",
+        "priorityValue",
+        "resourcePlan",
+        "risk",
+        "queuedAt",
+        "admittedAt",
+        "finishedAt",
+        "allocation",
+        "battle",
+        "queuePosition",
+        "conditions",
+    }
+)
 UTILIZATION_ANNOTATION = "heady.io/utilization"
 
 
@@ -68,6 +86,7 @@ class SessionEntry:
     error: str | None
     status: dict[str, Any] = field(default_factory=dict)
     battle: BattleRecord | None = None
+    written: dict[str, Any] = field(default_factory=dict)
 
 
 class ArenaController:
@@ -103,10 +122,17 @@ class ArenaController:
                 "; ".join(f"spec.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()),
             )
         entry = self.sessions.get(key)
+        watched = dict(body.get("status") or {})
         if entry is None:
-            self.sessions[key] = SessionEntry(dict(body), spec, error, dict(body.get("status") or {}))
+            owned = {k: v for k, v in watched.items() if k in OWNED}
+            self.sessions[key] = SessionEntry(dict(body), spec, error, watched, written=owned)
         else:
             entry.body, entry.spec, entry.error = dict(body), spec, error
+            # Conditions of other writers (chaos) come from the latest watch event; ours from us.
+            ours = [c for c in entry.status.get("conditions") or [] if c.get("type") in ARENA_CONDITIONS]
+            theirs = [c for c in watched.get("conditions") or [] if c.get("type") not in ARENA_CONDITIONS]
+            entry.status = {**watched, **{k: v for k, v in entry.status.items() if k in OWNED}}
+            entry.status["conditions"] = ours + theirs
         self.kick()
 
     def on_quota(self, data: Mapping[str, str] | None) -> None:
@@ -240,11 +266,13 @@ class ArenaController:
             for c in status.get("conditions", []):
                 if c["status"] == "True" and c["type"] in counts:
                     counts[c["type"]] += 1
-            if status != entry.status:
+            owned = {k: v for k, v in status.items() if k in OWNED}
+            if owned != entry.written:
                 # A merge patch only removes a field that is sent as null.
-                removed = {k: None for k in entry.status if k not in status}
-                await self._patch(key, {**status, **removed})
-                entry.status = status
+                removed = {k: None for k in entry.written if k not in owned}
+                await self._patch(key, {**owned, **removed})
+                entry.written = owned
+            entry.status = status
         for cond, count in counts.items():
             metrics.ARENA_SESSIONS.labels(cond).set(count)
 

@@ -31,6 +31,7 @@ from heady_operator.kube import convert
 from heady_operator.kube.client import Kube
 from heady_operator.kube.events import post_event
 from heady_operator.kube.status import delete_object, patch_status
+from heady_operator.kube.tunnel import write_tunnel_config
 from heady_operator.models.attention import AttentionSignalSpec
 from heady_operator.models.common import API_VERSION, PRIORITY_VALUES, rfc3339, set_condition, utcnow
 from heady_operator.models.headyservice import HeadyServiceSpec
@@ -56,6 +57,7 @@ from heady_operator.planning.levels import (
     qos_of,
 )
 from heady_operator.planning.prediction import TransitionModel
+from heady_operator.planning.tunnel import Route, TunnelConfig, tunnel_config
 
 log = logging.getLogger(__name__)
 Body = Mapping[str, Any]
@@ -144,6 +146,8 @@ class EscalationController:
         self._owner_cache_key = -1
         self._owner_cache: dict[PodKey, tuple[dict[str, str], ServiceKey | None]] = {}
         self._latest_report: tuple[Plan, dict[ServiceKey, str]] | None = None
+        self.tunnel_state: dict[ServiceKey, tuple[bool, str, str]] = {}
+        self._tunnel_digest = ""
         self._reporter: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ watch events in
@@ -500,8 +504,38 @@ class EscalationController:
         self._latest_report = None
         plan, errors = latest
         now = self.clock()
+        tunnel = self._tunnel_config()
         await self._report(plan, errors, now)
         await self._expire_signals(now)
+        await self._write_tunnel(tunnel)
+
+    def _tunnel_config(self) -> TunnelConfig:
+        routes = []
+        for (ns, name), entry in self.services.items():
+            if entry.spec is not None and entry.spec.hostname:
+                created = _parse_time(entry.body.get("metadata", {}).get("creationTimestamp")) or self.clock()
+                routes.append(Route(ns, name, entry.spec.hostname, entry.spec.port, created))
+        config = tunnel_config(routes, self.settings.tunnel_id, self.settings.forbidden_suffixes)
+        state: dict[ServiceKey, tuple[bool, str, str]] = {}
+        for r in config.routed:
+            state[(r.namespace, r.name)] = (
+                True,
+                "Routed",
+                f"{r.hostname} -> {r.name}.{r.namespace}:{r.port}",
+            )
+        for rej in config.rejected:
+            state[(rej.namespace, rej.name)] = (False, rej.reason, rej.message)
+        self.tunnel_state = state
+        return config
+
+    async def _write_tunnel(self, config: TunnelConfig) -> None:
+        if self.kube is None or config.digest == self._tunnel_digest:
+            return
+        try:
+            await write_tunnel_config(self.kube, self.settings, config)
+            self._tunnel_digest = config.digest
+        except ApiException as exc:
+            log.warning("could not write the cloudflared ConfigMap: %s", _api_message(exc))
 
     async def _report_forever(self) -> None:
         while self._latest_report is not None:
@@ -616,8 +650,12 @@ class EscalationController:
                 await self._event(
                     entry.body, "InvalidSpec" if entry.spec is None else "WorkloadNotReady", error, "Warning"
                 )
-            status_cmp = {k: v for k, v in status.items() if k != "_error"}
-            if status_cmp != {k: v for k, v in entry.last_status.items() if k != "_error"}:
+            tunnel = self.tunnel_state.get(key)
+            if tunnel is not None and not tunnel[0] and entry.last_status.get("_tunnel") != tunnel[1]:
+                await self._event(entry.body, tunnel[1], tunnel[2], "Warning")
+            status["_tunnel"] = tunnel[1] if tunnel is not None else None
+            status_cmp = {k: v for k, v in status.items() if not k.startswith("_")}
+            if status_cmp != {k: v for k, v in entry.last_status.items() if not k.startswith("_")}:
                 await self._patch_service_status(key, status_cmp)
             entry.last_status = status
         metrics.ESCALATIONS_WAITING.set(waiting)
@@ -652,6 +690,7 @@ class EscalationController:
             conditions = set_condition(conditions, "Ready", False, reason, error or "", now, generation)
             conditions = set_condition(conditions, "Progressing", False, reason, error or "", now, generation)
             conditions = set_condition(conditions, "Degraded", True, reason, error or "", now, generation)
+            conditions = self._tunnel_condition(entry, key, conditions, now, generation)
             status.update(level="Unknown", conditions=conditions, _error=error)
             return _stable(status, prev)
         pods = self._service_pods(key, plan)
@@ -724,6 +763,7 @@ class EscalationController:
         ready_reason = {"Peak": "AtPeak", "Baseline": "AtBaseline", "Mixed": "Mixed"}[level]
         if decision.wants_peak and not decision.granted:
             ready_reason = str(decision.reason)
+        conditions = self._tunnel_condition(entry, key, conditions, now, generation)
         conditions = set_condition(
             conditions,
             "Ready",
@@ -735,6 +775,19 @@ class EscalationController:
         )
         status["conditions"] = conditions
         return _stable(status, prev)
+
+    def _tunnel_condition(
+        self,
+        entry: ServiceEntry,
+        key: ServiceKey,
+        conditions: list[dict[str, Any]],
+        now: datetime,
+        generation: int | None,
+    ) -> list[dict[str, Any]]:
+        state = self.tunnel_state.get(key)
+        if state is None:
+            return [c for c in conditions if c.get("type") != "TunnelRouted"]
+        return set_condition(conditions, "TunnelRouted", state[0], state[1], state[2], now, generation)
 
     async def _patch_service_status(self, key: ServiceKey, status: dict[str, Any]) -> None:
         if self.kube is None:
