@@ -155,8 +155,8 @@ class OperatorProcess:
             HEADY_OPERATOR_NAMESPACE="heady-system",
             HEADY_RESYNC_SECONDS="2",
             HEADY_EXPIRED_SIGNAL_RETENTION_SECONDS="600",
-            **(extra_env or {}),
         )
+        self.env.update(extra_env or {})
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
