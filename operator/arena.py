@@ -27,7 +27,7 @@ from heady_operator.kube.client import Kube
 from heady_operator.kube.events import post_event
 from heady_operator.kube.status import patch_status
 from heady_operator.models.arena import ArenaSessionSpec
-from heady_operator.models.common import PRIORITY_VALUES, rfc3339, set_condition, utcnow
+from heady_operator.models.common import PRIORITY_VALUES, parse_time, rfc3339, set_condition, utcnow
 from heady_operator.models.quantity import format_cpu, format_memory
 from heady_operator.planning.arena import (
     AdmissionState,
@@ -63,12 +63,6 @@ OWNED = frozenset(
     }
 )
 UTILIZATION_ANNOTATION = "heady.io/utilization"
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
 def _cond(status: Mapping[str, Any], type_: str) -> bool:
@@ -166,7 +160,7 @@ class ArenaController:
         now = self.clock()
         horizon = self.settings.rebalance_interval_seconds - (time.monotonic() - self._last_rebalance)
         for entry in self.sessions.values():
-            admitted = _parse_time(entry.status.get("admittedAt"))
+            admitted = parse_time(entry.status.get("admittedAt"))
             if entry.spec is not None and admitted is not None and _cond(entry.status, "Running"):
                 left = (admitted + timedelta(seconds=entry.spec.duration_seconds) - now).total_seconds()
                 horizon = min(horizon, left)
@@ -204,9 +198,9 @@ class ArenaController:
             plan = resource_plan(entry.spec.priority, risk.overall, entry.spec.requires_gpu)
             risks[key], plans[key] = risk, plan
             status = entry.status
-            admitted_at = _parse_time(status.get("admittedAt"))
-            created = _parse_time(entry.body["metadata"].get("creationTimestamp")) or now
-            queued_at = _parse_time(status.get("queuedAt")) or created
+            admitted_at = parse_time(status.get("admittedAt"))
+            created = parse_time(entry.body["metadata"].get("creationTimestamp")) or now
+            queued_at = parse_time(status.get("queuedAt")) or created
             finished = _cond(status, "Finished") or (
                 admitted_at is not None
                 and _cond(status, "Admitted")

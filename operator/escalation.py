@@ -33,7 +33,14 @@ from heady_operator.kube.events import post_event
 from heady_operator.kube.status import delete_object, patch_status
 from heady_operator.kube.tunnel import write_tunnel_config
 from heady_operator.models.attention import AttentionSignalSpec
-from heady_operator.models.common import API_VERSION, PRIORITY_VALUES, rfc3339, set_condition, utcnow
+from heady_operator.models.common import (
+    API_VERSION,
+    PRIORITY_VALUES,
+    parse_time,
+    rfc3339,
+    set_condition,
+    utcnow,
+)
 from heady_operator.models.headyservice import HeadyServiceSpec
 from heady_operator.planning.levels import (
     Amount,
@@ -61,12 +68,6 @@ from heady_operator.planning.tunnel import Route, TunnelConfig, tunnel_config
 
 log = logging.getLogger(__name__)
 Body = Mapping[str, Any]
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 @dataclass
@@ -258,7 +259,7 @@ class EscalationController:
         received = existing.received if existing else time.monotonic()
         try:
             spec = AttentionSignalSpec.model_validate(body.get("spec") or {})
-            created = _parse_time(meta.get("creationTimestamp")) or self.clock()
+            created = parse_time(meta.get("creationTimestamp")) or self.clock()
             start, end = spec.window(created, self.settings.default_signal_ttl_seconds)
             sig = Signal(
                 meta["name"],
@@ -513,7 +514,7 @@ class EscalationController:
         routes = []
         for (ns, name), entry in self.services.items():
             if entry.spec is not None and entry.spec.hostname:
-                created = _parse_time(entry.body.get("metadata", {}).get("creationTimestamp")) or self.clock()
+                created = parse_time(entry.body.get("metadata", {}).get("creationTimestamp")) or self.clock()
                 routes.append(Route(ns, name, entry.spec.hostname, entry.spec.port, created))
         config = tunnel_config(routes, self.settings.tunnel_id, self.settings.forbidden_suffixes)
         state: dict[ServiceKey, tuple[bool, str, str]] = {}
@@ -931,9 +932,9 @@ def _requests(containers: tuple[ContainerResources, ...]) -> Amount:
 
 def _memory_from_status(status: Mapping[str, Any]) -> Memory:
     return Memory(
-        escalated_since=_parse_time(status.get("escalatedSince")),
-        attention_until=_parse_time(status.get("attentionUntil")),
-        resting_until=_parse_time(status.get("restingUntil")),
+        escalated_since=parse_time(status.get("escalatedSince")),
+        attention_until=parse_time(status.get("attentionUntil")),
+        resting_until=parse_time(status.get("restingUntil")),
     )
 
 

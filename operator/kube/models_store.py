@@ -10,6 +10,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from heady_operator.config import Settings
 from heady_operator.escalation import EscalationController
 from heady_operator.kube.client import Kube
+from heady_operator.kube.configmaps import upsert_config_map
 from heady_operator.planning.prediction import TransitionModel
 
 log = logging.getLogger(__name__)
@@ -31,22 +32,7 @@ async def load_model(kube: Kube, cfg: Settings) -> TransitionModel:
 
 
 async def save_model(kube: Kube, cfg: Settings, model: TransitionModel) -> None:
-    body = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": cfg.prediction_configmap,
-            "namespace": cfg.operator_namespace,
-            "labels": {"app.kubernetes.io/managed-by": "heady-operator"},
-        },
-        "data": {KEY: model.to_json()},
-    }
-    try:
-        await kube.core.patch_namespaced_config_map(cfg.prediction_configmap, cfg.operator_namespace, body)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
-        await kube.core.create_namespaced_config_map(cfg.operator_namespace, body)  # type: ignore[arg-type]
+    await upsert_config_map(kube, cfg.operator_namespace, cfg.prediction_configmap, {KEY: model.to_json()})
 
 
 async def save_model_forever(

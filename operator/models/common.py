@@ -68,6 +68,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def parse_time(value: object) -> datetime | None:
+    """An RFC 3339 timestamp from an object body (the API writes "Z"), or None when absent."""
+    if not value:
+        return None
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
 def rfc3339(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -412,7 +412,7 @@ def test_operator_cluster_role_grants_what_it_needs() -> None:
     expected: dict[tuple[str, str], set[str]] = {
         ("", "pods"): {"get", "list", "watch"},
         ("", "pods/resize"): {"patch"},
-        ("", "nodes"): {"get", "list", "watch"},
+        ("", "nodes"): {"get", "list", "watch", "patch"},
         ("", "events"): {"create", "patch"},
         ("events.k8s.io", "events"): {"create", "patch"},
         ("", "configmaps"): {"get", "list", "watch", "create", "patch", "update"},
@@ -427,6 +427,7 @@ def test_operator_cluster_role_grants_what_it_needs() -> None:
     for kind in ("headyservices", "attentionsignals", "arenasessions"):
         expected[("heady.io", kind)] = {"get", "list", "watch", "patch", "update"}
         expected[("heady.io", f"{kind}/status")] = {"get", "patch", "update"}
+    expected[("heady.io", "attentionsignals")].add("delete")
     for kind in ("deployments", "statefulsets", "replicasets"):
         expected[("apps", kind)] = {"get", "list", "watch"}
     assert granted == expected
