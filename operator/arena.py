@@ -28,7 +28,7 @@ from heady_operator.kube.events import post_event
 from heady_operator.kube.status import patch_status
 from heady_operator.models.arena import ArenaSessionSpec
 from heady_operator.models.common import PRIORITY_VALUES, parse_time, rfc3339, set_condition, utcnow
-from heady_operator.models.quantity import format_cpu, format_memory
+from heady_operator.models.quantity import cpu_millis, format_cpu, format_memory
 from heady_operator.planning.arena import (
     AdmissionState,
     Allocation,
@@ -95,6 +95,9 @@ class ArenaController:
         self._last_rebalance = time.monotonic()
         self._rebalances = 0
         self._quota_read = False
+        # Set by the operator: namespace + HeadyService names -> {pod name: CPU request in millicores}.
+        self.pods_of: Callable[[str, list[str]], dict[str, int]] | None = None
+        self._metrics_api: bool | None = None
 
     def kick(self) -> None:
         self._wake.set()
@@ -165,6 +168,49 @@ class ArenaController:
                 left = (admitted + timedelta(seconds=entry.spec.duration_seconds) - now).total_seconds()
                 horizon = min(horizon, left)
         return max(0.05, horizon)
+
+    async def _utilization(self, key: Key, entry: SessionEntry) -> float | None:
+        """CPU usage / requests of the session's services' pods from metrics.k8s.io.
+
+        Fallback when the Metrics API is absent (no metrics-server, as on kwok without one) or has
+        no samples: the session's `heady.io/utilization` annotation (0..1), set by whatever
+        measures the session's work. Neither: no rebalancing for that session.
+        """
+        measured = await self._metrics_utilization(key, entry) if self.pods_of is not None else None
+        if measured is not None:
+            return measured
+        util = entry.body["metadata"].get("annotations", {}).get(UTILIZATION_ANNOTATION)
+        if util is None:
+            return None
+        try:
+            return min(1.0, max(0.0, float(util)))
+        except ValueError:
+            return None
+
+    async def _metrics_utilization(self, key: Key, entry: SessionEntry) -> float | None:
+        if self.kube is None or entry.spec is None or not entry.spec.services or self._metrics_api is False:
+            return None
+        pods = self.pods_of(key[0], entry.spec.services) if self.pods_of else {}
+        if not pods:
+            return None
+        try:
+            items = (
+                await self.kube.custom.list_namespaced_custom_object(
+                    "metrics.k8s.io", "v1beta1", key[0], "pods"
+                )
+            ).get("items", [])
+            self._metrics_api = True
+        except ApiException as exc:
+            if exc.status == 404:
+                self._metrics_api = False  # no Metrics API in this cluster: stop asking
+            return None
+        used = 0
+        for item in items:
+            if item["metadata"]["name"] in pods:
+                for c in item.get("containers", []):
+                    used += cpu_millis(c.get("usage", {}).get("cpu", "0"))
+        requested = sum(pods.values())
+        return min(1.0, used / requested) if requested else None
 
     async def _read_quota(self) -> None:
         if self.kube is None:
@@ -238,10 +284,9 @@ class ArenaController:
                             round(float(scale) * 100),
                         )
                     )
-                    util = entry.body["metadata"].get("annotations", {}).get(UTILIZATION_ANNOTATION)
+                    util = await self._utilization(key, entry)
                     if util is not None:
-                        with contextlib.suppress(ValueError):
-                            utilization[_key_text(key)] = float(util)
+                        utilization[_key_text(key)] = util
             self._rebalances += 1
             for change in plan_rebalance(
                 allocations,

@@ -319,6 +319,16 @@ class EscalationController:
             self.signals[(target[0], name)] = SignalEntry(body, pred, None, time.monotonic(), "predictor")
             self._pending_latency.setdefault(target, (time.monotonic(), "predictor"))
 
+    def cpu_requests_of(self, namespace: str, services: list[str]) -> dict[str, int]:
+        """Running pods of these HeadyServices with their CPU requests (for arena utilization)."""
+        out: dict[str, int] = {}
+        for name in services:
+            for pod_key in self.pods_of.get((namespace, name), ()):
+                pod = self.pods.get(pod_key)
+                if pod is not None and pod.running:
+                    out[pod_key[1]] = _requests(pod.containers).cpu or 0
+        return out
+
     # ------------------------------------------------------------------ the world
 
     def _service_model(self, key: ServiceKey, entry: ServiceEntry) -> tuple[Service | None, str | None]:

@@ -88,3 +88,30 @@ def test_invalid_session_is_reported(cluster: Cluster, operator: OperatorProcess
     bad["spec"]["services"] = ["web", "web"]
     res = cluster.kubectl("apply", "-f", "-", input=__import__("json").dumps(bad), check=False)
     assert res.returncode != 0 and "Duplicate value" in res.stderr
+
+
+def test_rebalancing_scales_an_idle_session_down_and_a_busy_one_up(
+    cluster: Cluster, operator: OperatorProcess, ns: str
+) -> None:
+    """No Metrics API on kwok: the documented fallback, the heady.io/utilization annotation, drives it."""
+    cluster.apply(session("idle", ns, priority="low"))
+    wait_for(lambda: state(cluster, ns, "idle", "Running") == "True", "idle running")
+    cluster.kubectl("annotate", "arenasession", "idle", "-n", ns, "heady.io/utilization=0.1")
+    scaled = wait_for(
+        lambda: (
+            (a := cluster.get("arenasessions", ns, "idle"))["status"].get("allocation", {}).get("scale", 1)
+            < 1
+            and a
+        ),
+        "the idle session scaled down",
+        timeout=20,
+    )
+    down = scaled["status"]["allocation"]["scale"]
+    assert any(e.reason == "ScaledDown" for e in cluster.events(ns, "idle"))
+    cluster.kubectl("annotate", "--overwrite", "arenasession", "idle", "-n", ns, "heady.io/utilization=0.95")
+    wait_for(
+        lambda: cluster.get("arenasessions", ns, "idle")["status"]["allocation"]["scale"] > down,
+        "the busy session scaled back up",
+        timeout=20,
+    )
+    assert any(e.reason == "ScaledUp" for e in cluster.events(ns, "idle"))
