@@ -65,7 +65,9 @@ def tool_env(bins: Path) -> dict[str, str]:
     return env
 
 
-def run(cmd: list[str], env: dict[str, str], check: bool = True, **kw: object) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: list[str], env: dict[str, str], check: bool = True, **kw: object
+) -> subprocess.CompletedProcess[str]:
     res = subprocess.run(cmd, env=env, text=True, check=False, **kw)  # type: ignore[call-overload]
     if check and res.returncode != 0:
         die(f"{' '.join(cmd)} exited {res.returncode}")
@@ -76,7 +78,9 @@ def render_stages() -> Path:
     cpu_milli = int(float(NODE_CPU) * 1000)
     mem_bytes = NODE_MEMORY_GI * 1024**3
     jq = "\n".join(
-        line for line in (ROOT / "hack/kwok/infeasible.jq").read_text().splitlines() if not line.startswith("#")
+        line
+        for line in (ROOT / "hack/kwok/infeasible.jq").read_text().splitlines()
+        if not line.startswith("#")
     )
     text = (ROOT / "hack/kwok/stages.yaml").read_text()
     text = text.replace("'@INFEASIBLE_JQ@'", json.dumps(jq))
@@ -130,13 +134,17 @@ def healthy(env: dict[str, str]) -> bool:
 
 
 def exists(env: dict[str, str]) -> bool:
-    res = run(["kwokctl", "get", "clusters"], env, check=False, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    res = run(
+        ["kwokctl", "get", "clusters"], env, check=False, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
     return NAME in (res.stdout or "").split()
 
 
 def create(bins: Path, env: dict[str, str]) -> None:
     stages = render_stages()
-    log(f"creating kwok cluster {NAME!r} (binary runtime, {NODE_COUNT} nodes of {NODE_CPU} CPU/{NODE_MEMORY_GI}Gi)")
+    log(
+        f"creating kwok cluster {NAME!r} (binary runtime, {NODE_COUNT} nodes of {NODE_CPU} CPU/{NODE_MEMORY_GI}Gi)"
+    )
     run(
         [
             "kwokctl",
@@ -172,14 +180,21 @@ def wait_nodes(env: dict[str, str], timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         res = run(
-            ["kubectl", "get", "nodes", "-o", "json"], env, check=False, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            ["kubectl", "get", "nodes", "-o", "json"],
+            env,
+            check=False,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         if res.returncode == 0:
             items = json.loads(res.stdout)["items"]
             ready = [
                 n
                 for n in items
-                if any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))
+                if any(
+                    c["type"] == "Ready" and c["status"] == "True"
+                    for c in n.get("status", {}).get("conditions", [])
+                )
             ]
             if len(ready) >= NODE_COUNT:
                 log(f"{len(ready)} nodes Ready")

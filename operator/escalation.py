@@ -280,8 +280,10 @@ class EscalationController:
             metrics.ATTENTION_EVENTS.labels(path, entry.signal.source).inc()
             now = self.clock()
             if entry.signal.active(now):
-                for svc in entry.signal.services:
-                    self._pending_latency[svc] = (received, entry.signal.source)
+                if entry.signal.intensity >= self.policy.attention_threshold:
+                    # Only attention that can escalate starts the signal-to-resize clock.
+                    for svc in entry.signal.services:
+                        self._pending_latency[svc] = (received, entry.signal.source)
                 self._observe_transition(entry.signal, now)
         self.kick()
 
@@ -580,9 +582,16 @@ class EscalationController:
             if self.infeasible.get(key) == decision.target:
                 continue
             self.inflight[key] = Inflight(decision.target, mono)
-            svc = self.pods[key]
+            # The clock is read now: the pod's watch event may beat the PATCH response and let
+            # the reporter clear the service's pending mark before the response is handled.
+            owner = self.owners.get(key)
+            started = (
+                self._pending_latency.get(owner)
+                if owner is not None and decision.level is Level.PEAK
+                else None
+            )
             task = asyncio.get_running_loop().create_task(
-                self._resize(key, decision.target, decision.level, svc)
+                self._resize(key, decision.target, decision.level, started)
             )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -594,7 +603,11 @@ class EscalationController:
         return min(self.settings.resize_retry_max_seconds, delay)
 
     async def _resize(
-        self, key: PodKey, target: tuple[ContainerResources, ...], level: Level, entry: PodEntry
+        self,
+        key: PodKey,
+        target: tuple[ContainerResources, ...],
+        level: Level,
+        started: tuple[float, str] | None,
     ) -> None:
         assert self.kube is not None
         body = convert.resize_patch(target)
@@ -607,7 +620,8 @@ class EscalationController:
                 metrics.RESIZE_REQUESTS.labels(level.value).inc()
                 self.failed.pop(key, None)
                 self.attempts.pop(key, None)
-                self._observe_latency(key, level)
+                if started is not None:
+                    metrics.SIGNAL_TO_RESIZE.labels(started[1]).observe(time.monotonic() - started[0])
                 if key in self.pods:
                     self.on_pod("MODIFIED", pod)
             except ApiException as exc:
@@ -627,12 +641,6 @@ class EscalationController:
             finally:
                 self.inflight.pop(key, None)
                 self.kick()
-
-    def _observe_latency(self, pod_key: PodKey, level: Level) -> None:
-        owner = self.owners.get(pod_key)
-        pending = self._pending_latency.get(owner) if owner is not None else None
-        if level is Level.PEAK and pending is not None:
-            metrics.SIGNAL_TO_RESIZE.labels(pending[1]).observe(time.monotonic() - pending[0])
 
     # ------------------------------------------------------------------ status, events, metrics
 
@@ -838,7 +846,9 @@ class EscalationController:
                     self._expire_prediction(entry.signal, now)
                 continue
             if entry.path != "object" or self.kube is None:
-                if entry.signal is not None and entry.signal.end + retention <= now:
+                # Ingested signals have no object to report on: forget them once expired, so a
+                # high event rate does not make every plan walk thousands of dead signals.
+                if entry.signal is None or entry.signal.end <= now:
                     self.signals.pop(key, None)
                 continue
             generation = entry.body.get("metadata", {}).get("generation")
@@ -927,6 +937,13 @@ class EscalationController:
             metrics.PREDICTIONS.labels(outcome).inc()
 
     # ------------------------------------------------------------------ health
+
+    def background_tasks(self) -> list[asyncio.Task[None]]:
+        """Resize and report tasks in flight (cancelled on shutdown)."""
+        tasks = list(self._tasks)
+        if self._reporter is not None:
+            tasks.append(self._reporter)
+        return tasks
 
     def healthy(self, max_stall_seconds: float = 60.0) -> bool:
         return time.monotonic() - self.last_loop < max(max_stall_seconds, self.settings.resync_seconds * 3)
