@@ -1,0 +1,698 @@
+"""Scale on kwok: 1,000 HeadyServices x 10 pods under one operator, then a storm of 500 signals.
+
+Phases, each timed from the benchmark's own pod watch (raw JSON, not the operator's view):
+1. schedule: Deployments and HeadyServices created (async, as fast as the API takes them), until
+   every pod is Running. This is the cluster's time, not the operator's; it is only reported.
+2. settle: the operator process starts on the populated cluster; until every pod's CPU request
+   is at baseline (the operator listed everything and resized every pod down from its template).
+3. storm: 500 AttentionSignals on 500 distinct services created concurrently; until every pod
+   of those services is at peak. Per-signal latency: its create call to its last pod at peak.
+
+Operator cost: CPU seconds and RSS (VmRSS sampled, VmHWM at the end) from /proc. API requests
+made by the operator: the kube-apiserver's `apiserver_request_total` has no user-agent label,
+so the delta per phase is attributed by request kind: pods/resize, headyservices/status,
+attentionsignals/status and deletes, configmap writes are the operator's alone; Event writes are
+counted as the operator's (nothing else in these phases should write Events; kept separate in
+the report). Cross-checked against the operator's own heady_resize_requests_total.
+
+    .venv/bin/python benchmarks/scale.py             # 50 nodes, 1,000 x 10 pods, storm 500
+    .venv/bin/python benchmarks/scale.py --quick     # 5 nodes, 20 x 5 pods, storm 20 (~1 min)
+    .venv/bin/python benchmarks/scale.py --profile   # also cProfile the operator (slows it down)
+
+Its own kwok cluster (heady-scale / heady-scale-quick), deleted at the end unless --keep-cluster.
+Writes benchmarks/results/scale.{json,md} (quick mode: scale-quick.*).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import pstats
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # appended: stdlib `operator` must win
+
+from kubernetes_asyncio import client as aclient
+from kubernetes_asyncio import config as aconfig
+
+from tests.harness import (
+    ROOT,
+    Cluster,
+    OperatorProcess,
+    deployment,
+    headyservice,
+    start_cluster,
+)
+
+RESULTS = Path(__file__).resolve().parent / "results"
+# Burstable pods: limits are the peak; the operator sets requests to 90% (baseline) or to 1m
+# below the CPU limit (peak, so the pod stays Burstable). Requests start at the template's.
+LIMITS = {"cpu": "100m", "memory": "128Mi"}
+REQUESTS = {"cpu": "50m", "memory": "64Mi"}
+BASE_CPU = "90m"
+PEAK_CPU = "99m"
+TARGETS = {"settle_s": 60.0, "storm_s": 30.0, "rss_mb": 300.0}
+
+
+def say(msg: str) -> None:
+    print(f"[scale {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+# ---------------------------------------------------------------- the operator process
+
+
+class ProcStats:
+    """CPU seconds and memory of a process from /proc, with RSS sampled in a thread."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.samples: list[tuple[float, float]] = []  # (monotonic, rss MB)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _status(self, field: str) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / self.tick
+
+    def rss_mb(self) -> float:
+        return self._status("VmRSS")
+
+    def hwm_mb(self) -> float:
+        """The kernel's high-water mark of RSS: the true peak, whatever the sampling missed."""
+        return self._status("VmHWM")
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.5):
+            with contextlib.suppress(OSError, ValueError):
+                self.samples.append((time.monotonic(), self.rss_mb()))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class ProfiledOperator(OperatorProcess):
+    """The operator under cProfile; the profile is written when it exits on SIGTERM."""
+
+    def __init__(self, *args: Any, profile: Path, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.profile = profile
+
+    def start(self) -> None:
+        from tests.harness import wait_for
+
+        log = self.log_path.open("ab")
+        cmd = [sys.executable, "-m", "cProfile", "-o", str(self.profile), "-m", "heady_operator.main"]
+        self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        wait_for(self.healthy, "the operator's /healthz", timeout=120)
+
+
+# ---------------------------------------------------------------- our own view of the pods
+
+
+class PodTracker:
+    """A raw-JSON pod watch of one namespace: which pods run, and at which level (CPU request).
+
+    Counters are kept incrementally so the benchmark's own checks stay cheap at 10,000 pods,
+    and JSON is parsed by hand rather than into client models (a V1Pod each would cost the
+    benchmark more CPU than the operator it measures, on the same two cores).
+    """
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self.state: dict[str, tuple[str, bool, str]] = {}  # pod -> (app, running, level)
+        self.counts: Counter[tuple[bool, str]] = Counter()
+        self.peak_by_app: Counter[str] = Counter()
+        self.watch_for: dict[str, int] = {}  # app -> replicas, apps whose full peak we time
+        self.full_peak_at: dict[str, float] = {}
+        self.events = 0
+
+    @staticmethod
+    def _level(pod: dict[str, Any]) -> str:
+        containers = pod.get("spec", {}).get("containers") or [{}]
+        cpu = ((containers[0].get("resources") or {}).get("requests") or {}).get("cpu")
+        return {BASE_CPU: "base", PEAK_CPU: "peak"}.get(cpu or "", "other")
+
+    def _set(self, name: str, new: tuple[str, bool, str] | None) -> None:
+        old = self.state.pop(name, None)
+        if old is not None:
+            self.counts[(old[1], old[2])] -= 1
+            if old[1] and old[2] == "peak":
+                self.peak_by_app[old[0]] -= 1
+        if new is None:
+            return
+        self.state[name] = new
+        self.counts[(new[1], new[2])] += 1
+        if new[1] and new[2] == "peak":
+            self.peak_by_app[new[0]] += 1
+            want = self.watch_for.get(new[0])
+            if want is not None and self.peak_by_app[new[0]] >= want and new[0] not in self.full_peak_at:
+                self.full_peak_at[new[0]] = time.perf_counter()
+
+    def _apply(self, kind: str, pod: dict[str, Any]) -> None:
+        meta = pod.get("metadata", {})
+        if kind == "DELETED":
+            self._set(meta["name"], None)
+            return
+        app = (meta.get("labels") or {}).get("app", "")
+        running = pod.get("status", {}).get("phase") == "Running"
+        self._set(meta["name"], (app, running, self._level(pod)))
+
+    def running(self) -> int:
+        return sum(v for (run, _), v in self.counts.items() if run)
+
+    def at(self, level: str) -> int:
+        return self.counts[(True, level)]
+
+    async def run(self, core: aclient.CoreV1Api) -> None:
+        while True:
+            resp = await core.list_namespaced_pod(self.namespace, _preload_content=False)
+            data = json.loads(await resp.read())
+            self.state.clear()
+            self.counts.clear()
+            self.peak_by_app.clear()
+            for pod in data.get("items", []):
+                self._apply("ADDED", pod)
+            rv = data["metadata"]["resourceVersion"]
+            gone = False
+            while not gone:
+                resp = await core.list_namespaced_pod(
+                    self.namespace,
+                    watch=True,
+                    resource_version=rv,
+                    allow_watch_bookmarks=True,
+                    timeout_seconds=1800,
+                    _preload_content=False,
+                    _request_timeout=1900,
+                )
+                async for line in resp.content:
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    kind, obj = event["type"], event["object"]
+                    if kind == "ERROR":
+                        gone = True  # 410 Gone and friends: list again
+                        break
+                    rv = obj.get("metadata", {}).get("resourceVersion", rv)
+                    if kind != "BOOKMARK":
+                        self.events += 1
+                        self._apply(kind, obj)
+                resp.release()
+
+
+async def wait_until(check: Any, what: str, limit_s: float, tracker_task: asyncio.Task[None]) -> float:
+    """Poll a cheap predicate every 50 ms; returns the perf_counter time it first held."""
+    deadline = time.perf_counter() + limit_s
+    while time.perf_counter() < deadline:
+        if tracker_task.done():
+            tracker_task.result()  # a crashed watch surfaces here instead of as a timeout
+        if check():
+            return time.perf_counter()
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"timed out after {limit_s:.0f} s waiting for {what}")
+
+
+# ---------------------------------------------------------------- API requests (pure)
+
+_METRIC = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def parse_requests(text: str) -> Counter[tuple[str, str, str, str]]:
+    """apiserver_request_total summed over codes: (verb, group, resource, subresource) -> count."""
+    out: Counter[tuple[str, str, str, str]] = Counter()
+    for line in text.splitlines():
+        m = _METRIC.match(line)
+        if not m:
+            continue
+        labels = dict(_LABEL.findall(m["labels"]))
+        key = (
+            labels.get("verb", ""),
+            labels.get("group", ""),
+            labels.get("resource", ""),
+            labels.get("subresource", ""),
+        )
+        out[key] += int(float(m["value"]))
+    return out
+
+
+def operator_requests(delta: Counter[tuple[str, str, str, str]]) -> dict[str, int]:
+    """Requests in a phase that only the operator makes (Events: see the module docstring)."""
+    out: Counter[str] = Counter()
+    for (verb, group, resource, sub), n in delta.items():
+        if n <= 0:
+            continue
+        if resource == "pods" and sub == "resize":
+            out["pods/resize PATCH"] += n
+        elif group == "heady.io" and sub == "status" and verb in ("PATCH", "PUT"):
+            out[f"{resource}/status {verb}"] += n
+        elif group == "heady.io" and resource == "attentionsignals" and verb == "DELETE":
+            out["attentionsignals DELETE"] += n
+        elif resource == "configmaps" and verb in ("POST", "PUT", "PATCH"):
+            out[f"configmaps {verb}"] += n
+        elif resource == "events" and verb in ("POST", "PATCH", "PUT"):
+            out[f"events {verb}"] += n
+    return dict(sorted(out.items()))
+
+
+def apiserver_requests(cluster: Cluster) -> Counter[tuple[str, str, str, str]]:
+    return parse_requests(cluster.kubectl("get", "--raw", "/metrics").stdout)
+
+
+def operator_metric(text: str, name: str, labels: str = "") -> float:
+    """Sum of a metric's samples from the operator's /metrics (optionally those containing `labels`)."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and (line[len(name)] in "{ ") and labels in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+# ---------------------------------------------------------------- the run
+
+
+async def create_objects(api: aclient.ApiClient, namespace: str, names: list[str], replicas: int) -> None:
+    apps = aclient.AppsV1Api(api)
+    custom = aclient.CustomObjectsApi(api)
+    sem = asyncio.Semaphore(32)
+
+    async def one(name: str) -> None:
+        async with sem:
+            resp = await apps.create_namespaced_deployment(
+                namespace, deployment(name, namespace, replicas, REQUESTS, LIMITS), _preload_content=False
+            )
+            resp.release()
+            resp = await custom.create_namespaced_custom_object(
+                "heady.io",
+                "v1alpha1",
+                namespace,
+                "headyservices",
+                headyservice(name, namespace, priority="medium"),
+                _preload_content=False,
+            )
+            resp.release()
+
+    await asyncio.gather(*(one(n) for n in names))
+
+
+async def storm(api: aclient.ApiClient, namespace: str, targets: list[str]) -> dict[str, float]:
+    """Create one AttentionSignal per target, all at once; returns each one's send time."""
+    custom = aclient.CustomObjectsApi(api)
+    sem = asyncio.Semaphore(100)
+    sent: dict[str, float] = {}
+
+    async def one(svc: str) -> None:
+        body = {
+            "apiVersion": "heady.io/v1alpha1",
+            "kind": "AttentionSignal",
+            "metadata": {"name": f"storm-{svc}"},
+            "spec": {"services": [svc], "source": "bench", "ttlSeconds": 900},
+        }
+        async with sem:
+            sent[svc] = time.perf_counter()
+            resp = await custom.create_namespaced_custom_object(
+                "heady.io", "v1alpha1", namespace, "attentionsignals", body, _preload_content=False
+            )
+            resp.release()
+
+    await asyncio.gather(*(one(s) for s in targets))
+    return sent
+
+
+async def quiesce(
+    cluster: Cluster, limit_s: float = 120.0
+) -> tuple[float, Counter[tuple[str, str, str, str]]]:
+    """Wait until the operator's API writes stop (2 s without any); returns (seconds waited, snapshot)."""
+    start = time.perf_counter()
+    prev = await asyncio.to_thread(apiserver_requests, cluster)
+    while time.perf_counter() - start < limit_s:
+        await asyncio.sleep(2)
+        cur = await asyncio.to_thread(apiserver_requests, cluster)
+        if not operator_requests(cur - prev):
+            return time.perf_counter() - start, cur
+        prev = cur
+    return time.perf_counter() - start, prev
+
+
+def _phase(delta: Counter[tuple[str, str, str, str]], seconds: float) -> dict[str, Any]:
+    ops = operator_requests(delta)
+    total = sum(ops.values())
+    return {
+        "seconds": round(seconds, 2),
+        "operator_requests": ops,
+        "operator_requests_total": total,
+        "operator_requests_per_s": round(total / seconds, 1) if seconds > 0 else None,
+    }
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    os.environ.update(
+        HEADY_NODES=str(args.nodes),
+        HEADY_NODE_CPU=str(args.node_cpu),
+        HEADY_NODE_MEMORY_GI=str(args.node_memory_gi),
+        HEADY_NODE_PODS=str(args.node_pods),
+    )
+    t_cluster = time.perf_counter()
+    cluster = start_cluster(args.cluster)
+    cluster_s = time.perf_counter() - t_cluster
+    cluster.kubectl(
+        "delete", "namespace", "-l", "heady.io/test=scale", "--wait=true", "--timeout=300s", check=False
+    )
+    namespace = f"scale-{uuid.uuid4().hex[:6]}"
+    cluster.core.create_namespace({"metadata": {"name": namespace, "labels": {"heady.io/test": "scale"}}})
+    names = [f"svc-{i:04d}" for i in range(args.services)]
+    total = args.services * args.pods
+
+    await aconfig.load_kube_config(config_file=str(cluster.kubeconfig))
+    conf = aclient.Configuration.get_default_copy()
+    conf.connection_pool_maxsize = 128
+    api = aclient.ApiClient(conf)
+    core = aclient.CoreV1Api(api)
+    tracker = PodTracker(namespace)
+    tracker_task = asyncio.create_task(tracker.run(core))
+    op: OperatorProcess | None = None
+    stats: ProcStats | None = None
+    profile: Path | None = None
+    result: dict[str, Any] = {}
+    try:
+        say(f"creating {args.services} Deployments x {args.pods} pods and their HeadyServices in {namespace}")
+        t0 = time.perf_counter()
+        await create_objects(api, namespace, names, args.pods)
+        created_s = time.perf_counter() - t0
+        say(f"created in {created_s:.1f} s; waiting for {total} pods Running")
+
+        def all_running() -> bool:
+            return tracker.running() >= total
+
+        t_run = await wait_until(all_running, f"{total} pods Running", args.schedule_timeout, tracker_task)
+        schedule_s = t_run - t0
+        say(f"{total} pods Running after {schedule_s:.1f} s")
+
+        # ---- settle
+        before = await asyncio.to_thread(apiserver_requests, cluster)
+        env = {"HEADY_PREDICTION_ENABLED": "false", "HEADY_LOG_LEVEL": "WARNING"}
+        log_dir = Path(os.environ.get("TMPDIR", "/tmp"))
+        profile = log_dir / f"scale-operator-{uuid.uuid4().hex[:6]}.prof" if args.profile else None
+        op = (
+            ProfiledOperator(cluster, log_dir, env, profile=profile)
+            if profile
+            else OperatorProcess(cluster, log_dir, env)
+        )
+        say("starting the operator")
+        t_start = time.perf_counter()
+        op.start()
+        assert op.proc is not None
+        stats = ProcStats(op.proc.pid)
+        healthy_s = time.perf_counter() - t_start
+
+        def all_base() -> bool:
+            return tracker.at("base") >= total
+
+        t_settled = await wait_until(all_base, f"{total} pods at baseline", args.settle_timeout, tracker_task)
+        settle_s = t_settled - t_start
+        cpu_settle = stats.cpu_seconds()
+        rss_settle = stats.rss_mb()
+        at_settle = await asyncio.to_thread(apiserver_requests, cluster)
+        say(
+            f"all {total} pods at baseline {settle_s:.1f} s after the operator started (healthy at {healthy_s:.1f} s)"
+        )
+        drain_s, after_settle = await quiesce(cluster)
+        say(f"operator writes stopped {drain_s:.1f} s later (status, Events)")
+        settle_phase = _phase(at_settle - before, settle_s)
+        settle_all = _phase(after_settle - before, settle_s + drain_s)
+        metrics_settle = await asyncio.to_thread(op.metrics)
+
+        # ---- storm
+        targets = names[: args.storm]
+        tracker.watch_for = dict.fromkeys(targets, args.pods)
+        cpu_before_storm = stats.cpu_seconds()
+        before_storm = after_settle
+        say(f"storm: {len(targets)} AttentionSignals")
+        t_storm = time.perf_counter()
+        sent = await storm(api, namespace, targets)
+        sent_s = time.perf_counter() - t_storm
+
+        def storm_done() -> bool:
+            return len(tracker.full_peak_at) >= len(targets)
+
+        t_done = await wait_until(
+            storm_done, f"{len(targets)} services at peak", args.storm_timeout, tracker_task
+        )
+        storm_s = t_done - t_storm
+        cpu_storm = stats.cpu_seconds() - cpu_before_storm
+        at_storm = await asyncio.to_thread(apiserver_requests, cluster)
+        say(f"storm applied in {storm_s:.1f} s (all signals created in {sent_s:.1f} s)")
+        storm_drain_s, after_storm = await quiesce(cluster)
+        latencies = [tracker.full_peak_at[s] - sent[s] for s in targets]
+        metrics_end = await asyncio.to_thread(op.metrics)
+        rss_end = stats.rss_mb()
+        hwm = stats.hwm_mb()
+        plan_n = operator_metric(metrics_end, "heady_plan_seconds_count")
+        plan_sum = operator_metric(metrics_end, "heady_plan_seconds_sum")
+        plan_n_settle = operator_metric(metrics_settle, "heady_plan_seconds_count")
+        plan_sum_settle = operator_metric(metrics_settle, "heady_plan_seconds_sum")
+        storm_delta = at_storm - before_storm
+        result = {
+            "benchmark": "scale",
+            "quick": args.quick,
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "note": "kube-apiserver, etcd, controller-manager, scheduler, kwok, the operator and this "
+                "benchmark share these cores (and other clusters may be running)",
+            },
+            "cluster": {
+                "name": args.cluster,
+                "nodes": args.nodes,
+                "node": f"{args.node_cpu} CPU / {args.node_memory_gi}Gi / {args.node_pods} pods",
+                "up_s": round(cluster_s, 1),
+            },
+            "services": args.services,
+            "pods_per_service": args.pods,
+            "pods": total,
+            "storm_signals": len(targets),
+            "create_objects_s": round(created_s, 1),
+            "schedule_all_running_s": round(schedule_s, 1),
+            "operator_healthy_s": round(healthy_s, 2),
+            "settle_s": round(settle_s, 2),
+            "settle_writes_drained_s": round(drain_s, 1),
+            "storm_s": round(storm_s, 2),
+            "storm_create_s": round(sent_s, 2),
+            "storm_latency_s": {
+                "p50": round(pct(latencies, 50), 2),
+                "p90": round(pct(latencies, 90), 2),
+                "p99": round(pct(latencies, 99), 2),
+                "max": round(max(latencies), 2),
+                "mean": round(statistics.fmean(latencies), 2),
+            },
+            "storm_writes_drained_s": round(storm_drain_s, 1),
+            "operator": {
+                "cpu_s_settle": round(cpu_settle, 1),
+                "cpu_s_storm": round(cpu_storm, 1),
+                "cpu_cores_settle": round(cpu_settle / settle_s, 2),
+                "cpu_cores_storm": round(cpu_storm / storm_s, 2),
+                "rss_mb_settled": round(rss_settle, 1),
+                "rss_mb_end": round(rss_end, 1),
+                "rss_mb_peak": round(hwm, 1),
+                "plans": int(plan_n),
+                "plan_seconds_total": round(plan_sum, 2),
+                "plan_ms_mean": round(1000 * plan_sum / plan_n, 1) if plan_n else None,
+                "plans_settle": int(plan_n_settle),
+                "plan_ms_mean_settle": round(1000 * plan_sum_settle / plan_n_settle, 1)
+                if plan_n_settle
+                else None,
+                "resize_requests_counted_by_operator": int(
+                    operator_metric(metrics_end, "heady_resize_requests_total")
+                ),
+                "resize_failures": int(operator_metric(metrics_end, "heady_resize_failures_total")),
+                "signal_to_resize_mean_s": _hist_mean(metrics_end, "heady_signal_to_resize_seconds"),
+            },
+            "api": {
+                "how": "kube-apiserver apiserver_request_total deltas per phase, attributed by request kind",
+                "settle": settle_phase,
+                "settle_including_status_drain": settle_all,
+                "storm": _phase(storm_delta, storm_s),
+                "storm_including_status_drain": _phase(after_storm - before_storm, storm_s + storm_drain_s),
+            },
+            "targets": TARGETS,
+            "log": str(op.log_path),
+        }
+        print(json.dumps(result, indent=2), flush=True)
+    finally:
+        if stats is not None:
+            stats.stop()
+        if op is not None:
+            op.stop()
+        tracker_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await tracker_task
+        await api.close()
+        if args.keep_cluster:
+            cluster.core.delete_namespace(namespace, propagation_policy="Background")
+        else:
+            say(f"deleting cluster {args.cluster}")
+            await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, str(ROOT / "hack" / "cluster.py"), "down"],
+                env=dict(os.environ, HEADY_CLUSTER_NAME=args.cluster),
+                check=False,
+            )
+    if result and profile is not None and profile.exists():
+        result["profile"] = top_functions(profile)
+    return result
+
+
+def _hist_mean(text: str, name: str) -> float | None:
+    n = operator_metric(text, name + "_count")
+    return round(operator_metric(text, name + "_sum") / n, 3) if n else None
+
+
+def top_functions(path: Path, count: int = 15) -> list[dict[str, Any]]:
+    stats = pstats.Stats(str(path))
+    rows = []
+    for (file, line, func), (_, calls, tottime, cumtime, _) in stats.stats.items():  # type: ignore[attr-defined]
+        rows.append(
+            {
+                "function": f"{Path(file).name}:{line}({func})",
+                "calls": calls,
+                "tottime_s": round(tottime, 2),
+                "cumtime_s": round(cumtime, 2),
+            }
+        )
+    return sorted(rows, key=lambda r: -r["tottime_s"])[:count]
+
+
+def _ok(value: float, target: float) -> str:
+    return "yes" if value < target else "**no**"
+
+
+def write(result: dict[str, Any], quick: bool) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = "scale" + ("-quick" if quick else "")
+    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    o, api, lat = result["operator"], result["api"], result["storm_latency_s"]
+    lines = [
+        f"# scale ({result['services']} HeadyServices x {result['pods_per_service']} pods = {result['pods']} pods, "
+        f"{result['cluster']['nodes']} kwok nodes, {result['date']})",
+        "",
+        f"Machine: {result['machine']['cpus']} cores shared by the whole control plane, kwok, the operator "
+        "and this benchmark.",
+        "",
+        "| measure | value | target | met |",
+        "|---|---|---|---|",
+        f"| settle: operator start -> every pod at baseline | {result['settle_s']} s | < {TARGETS['settle_s']:g} s "
+        f"| {_ok(result['settle_s'], TARGETS['settle_s'])} |",
+        f"| storm: {result['storm_signals']} signals -> every target pod at peak | {result['storm_s']} s "
+        f"| < {TARGETS['storm_s']:g} s | {_ok(result['storm_s'], TARGETS['storm_s'])} |",
+        f"| operator RSS, peak (VmHWM) | {o['rss_mb_peak']} MB | < {TARGETS['rss_mb']:g} MB "
+        f"| {_ok(o['rss_mb_peak'], TARGETS['rss_mb'])} |",
+        "",
+        "| phase | seconds | detail |",
+        "|---|---|---|",
+        f"| create {result['services']} Deployments + HeadyServices | {result['create_objects_s']} | async, 32 at a time |",
+        f"| cluster schedules and runs {result['pods']} pods | {result['schedule_all_running_s']} | from the first create |",
+        f"| operator healthy | {result['operator_healthy_s']} | /healthz answers |",
+        f"| settle | {result['settle_s']} | then {result['settle_writes_drained_s']} s more of status/Event writes |",
+        f"| storm | {result['storm_s']} | signals created in {result['storm_create_s']} s; per signal p50 {lat['p50']} s, "
+        f"p90 {lat['p90']} s, p99 {lat['p99']} s, max {lat['max']} s |",
+        "",
+        "## Operator cost",
+        "",
+        f"- CPU: {o['cpu_s_settle']} s during settle ({o['cpu_cores_settle']} cores), {o['cpu_s_storm']} s during "
+        f"the storm ({o['cpu_cores_storm']} cores).",
+        f"- RSS: {o['rss_mb_settled']} MB when settled, {o['rss_mb_end']} MB after the storm, peak {o['rss_mb_peak']} MB.",
+        f"- Planner: {o['plans']} plans, {o['plan_seconds_total']} s in total, {o['plan_ms_mean']} ms each on average "
+        f"(settle: {o['plans_settle']} plans, {o['plan_ms_mean_settle']} ms each) - heady_plan_seconds covers "
+        "building the world from the watch cache and plan_levels.",
+        f"- Resizes counted by the operator: {o['resize_requests_counted_by_operator']} "
+        f"(failures {o['resize_failures']}); signal-to-resize mean {o['signal_to_resize_mean_s']} s.",
+        "",
+        "## API requests made by the operator",
+        "",
+        f"How: {api['how']}.",
+        "",
+        "| phase | seconds | requests | per second | by kind |",
+        "|---|---|---|---|---|",
+    ]
+    for name in ("settle", "settle_including_status_drain", "storm", "storm_including_status_drain"):
+        ph = api[name]
+        kinds = ", ".join(f"{k}: {v}" for k, v in ph["operator_requests"].items())
+        lines.append(
+            f"| {name.replace('_', ' ')} | {ph['seconds']} | {ph['operator_requests_total']} "
+            f"| {ph['operator_requests_per_s']} | {kinds} |"
+        )
+    if result.get("profile"):
+        lines += [
+            "",
+            "## cProfile of the operator (top functions by own time)",
+            "",
+            "| function | calls | own s | cum s |",
+            "|---|---|---|---|",
+        ]
+        for r in result["profile"]:
+            lines.append(f"| `{r['function']}` | {r['calls']} | {r['tottime_s']} | {r['cumtime_s']} |")
+    lines.append("")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="5 nodes, 20 x 5 pods, storm 20")
+    parser.add_argument("--services", type=int, default=1000)
+    parser.add_argument("--pods", type=int, default=10)
+    parser.add_argument("--storm", type=int, default=500)
+    parser.add_argument("--nodes", type=int, default=50)
+    parser.add_argument("--node-cpu", type=int, default=64)
+    parser.add_argument("--node-memory-gi", type=int, default=256)
+    parser.add_argument("--node-pods", type=int, default=300)
+    parser.add_argument("--cluster", default=None, help="default heady-scale (quick: heady-scale-quick)")
+    parser.add_argument(
+        "--keep-cluster", action="store_true", help="leave the cluster running (namespace deleted)"
+    )
+    parser.add_argument("--profile", action="store_true", help="run the operator under cProfile")
+    parser.add_argument("--schedule-timeout", type=float, default=1800)
+    parser.add_argument("--settle-timeout", type=float, default=900)
+    parser.add_argument("--storm-timeout", type=float, default=600)
+    args = parser.parse_args()
+    if args.quick:
+        args.services, args.pods, args.storm, args.nodes = 20, 5, 20, 5
+    args.cluster = args.cluster or ("heady-scale-quick" if args.quick else "heady-scale")
+    result = asyncio.run(main_async(args))
+    if result:
+        write(result, args.quick)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,796 @@
+"""Allocation-quality simulation: the same attention trace under six allocation policies.
+
+A trace is a list of attention events (time, service, intensity, duration, user) over a set of
+services with peak requests. Each policy turns the trace into a step timeline of the requests
+every pod holds; pure accounting functions then integrate reserved CPU and memory and compare
+the time each service had attention with the time all its pods were at peak.
+
+Policies:
+- always-peak: every pod at peak all the time (what you run without heady).
+- static-baseline: every pod at baseline (peak x baselineRatio) all the time, never raised.
+- heady-reactive / heady-predictive: the operator's own EscalationController (kube=None) on a
+  virtual clock, planning with the pure `plan_levels` and the TransitionModel exactly as in the
+  cluster. Every resize it plans takes effect `delay` seconds later, then the simulator feeds
+  the resized pod back to the controller as a pod watch event would. Reconciles run at trace
+  events, at actuations and at the controller's own next deadline (signal expiry, cooldown end,
+  maxPeakSeconds), which is when the operator's loop wakes as well.
+  Only its status/Event/metrics reporting is skipped (output only, nothing the planner reads).
+- vpa-like: every `period` s (60) the recommendation is the maximum demand seen in the last
+  `window` s (300), applied in place after `delay`. It sees usage, not attention, so it is late
+  on the way up and slow on the way down (a real VPA, with its day-long decaying histogram,
+  would be slower still: close to a static allocation).
+- keda-like: a poll every `poll` s (30); demand seen since the last poll scales the service up
+  (taking `delay` s: a new replica must start), and it scales down when no demand was seen for
+  `cooldown` s (300), like KEDA's pollingInterval/cooldownPeriod or the HPA's scale-down
+  stabilisation window. Replicas are modelled as the equivalent capacity: the same two levels.
+
+Demand for the usage-driven policies is the attention itself: a service needs peak exactly while
+someone attends to it, so every policy is scored against the same need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import heapq
+import math
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from heady_operator.config import Settings
+from heady_operator.escalation import EscalationController
+from heady_operator.kube.convert import resize_patch
+from heady_operator.models.quantity import format_cpu, format_memory
+from heady_operator.planning.levels import Amount, ContainerResources, Plan, baseline_of
+
+GIB = 2**30
+MIB = 2**20
+NAMESPACE = "sim"
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # the virtual day starts at 09:00 UTC
+
+Interval = tuple[float, float]
+
+# In-place resize: the API server accepts it in tens of ms (benchmarks/attention_latency.py) and
+# a kubelet applies new cgroup limits well within a second; 1 s is a round, pessimistic figure.
+RESIZE_DELAY_S = 1.0
+# Blame for attention short of peak while the planner had granted peak: the resize was on its way.
+ACTUATING = "ActuationDelay"
+# Scale-out: a new replica has to be scheduled, started and pass readiness (image cached).
+SCALE_OUT_DELAY_S = 10.0
+
+
+# ---------------------------------------------------------------- traces
+
+
+@dataclass(frozen=True)
+class SimService:
+    name: str
+    peak_cpu_m: int
+    peak_memory: int  # bytes
+    replicas: int = 1
+    priority: str = "medium"
+    cooldown_seconds: int = 30
+    max_peak_seconds: int = 900
+    baseline_ratio: float = 0.9
+
+    @property
+    def peak(self) -> Amount:
+        return Amount(self.peak_cpu_m, self.peak_memory)
+
+    @property
+    def baseline(self) -> Amount:
+        # The planner's own rounding, so a simulated baseline is byte-for-byte the operator's.
+        return baseline_of(self.peak, self.baseline_ratio)
+
+    def pods(self) -> list[str]:
+        return [f"{self.name}-{i}" for i in range(self.replicas)]
+
+
+@dataclass(frozen=True)
+class Attention:
+    start: float  # seconds from the start of the trace
+    service: str
+    intensity: float
+    duration: float
+    user: str = ""
+
+    @property
+    def end(self) -> float:
+        return self.start + self.duration
+
+
+@dataclass(frozen=True)
+class Trace:
+    services: tuple[SimService, ...]
+    events: tuple[Attention, ...]  # sorted by start
+    duration: float
+    name: str = "trace"
+
+    def service(self, name: str) -> SimService:
+        return next(s for s in self.services if s.name == name)
+
+
+@dataclass(frozen=True)
+class TraceShape:
+    """Knobs of the generated working day."""
+
+    seed: int = 7
+    hours: float = 8.0
+    users: int = 16
+    heartbeat_s: float = 15.0  # a UI re-sends attention this often while the user stays
+    chain_probability: float = 0.6  # a task follows a known workflow rather than wandering
+    spikes: int = 4  # bursts where many users hit one service within a minute
+    spike_users: int = 20
+
+
+# Services of the generated trace: (name, priority). Sizes are drawn from the seed.
+CATALOG: tuple[tuple[str, str], ...] = (
+    ("web", "medium"),
+    ("api", "medium_high"),
+    ("search", "medium"),
+    ("editor", "high"),
+    ("render", "medium"),
+    ("export", "medium_low"),
+    ("reports", "medium"),
+    ("billing", "medium"),
+    ("audit", "low"),
+    ("chat", "high"),
+    ("lens", "medium"),
+    ("vinci", "medium_low"),
+    ("buddy", "very_high"),
+    ("docs", "low"),
+    ("share", "medium_low"),
+    ("admin", "low"),
+    ("auth", "medium"),
+    ("notify", "low"),
+    ("ingest", "medium_low"),
+    ("index", "medium_low"),
+    ("media", "medium"),
+    ("settings", "very_low"),
+    ("soul", "medium"),
+    ("mcp", "medium"),
+)
+
+# Workflows users repeat: the transitions a Markov model can learn.
+CHAINS: tuple[tuple[str, ...], ...] = (
+    ("search", "editor", "render", "export"),
+    ("reports", "billing", "audit"),
+    ("chat", "lens", "vinci"),
+    ("docs", "share"),
+    ("ingest", "index"),
+)
+
+
+def _catalog(rng: random.Random) -> tuple[SimService, ...]:
+    out = []
+    for name, priority in CATALOG:
+        cpu = rng.choice((500, 1000, 2000, 4000))
+        memory = cpu * rng.choice((1, 2, 4)) * MIB  # 1-4 GiB per core
+        out.append(SimService(name, cpu, memory, rng.choice((1, 2, 2, 3)), priority))
+    return tuple(out)
+
+
+def _visit(
+    start: float, service: str, dwell: float, user: str, rng: random.Random, beat: float
+) -> list[Attention]:
+    """One stay on a service as a UI reports it: a signal every heartbeat until the user leaves."""
+    out = []
+    t = start
+    end = start + dwell
+    while t < end - 1e-6:
+        d = min(beat, end - t)
+        out.append(Attention(round(t, 3), service, round(rng.uniform(0.4, 1.0), 2), round(d, 3), user))
+        t += d
+    return out
+
+
+def generate_trace(shape: TraceShape = TraceShape()) -> Trace:
+    """A seeded working day: users in sessions of tasks (workflow chains or wandering), a lunch
+    break, and a few spikes where many users land on one service at once."""
+    rng = random.Random(shape.seed)
+    services = _catalog(rng)
+    names = [s.name for s in services]
+    duration = shape.hours * 3600.0
+    lunch = (3 * 3600.0, 4 * 3600.0) if shape.hours >= 5 else None
+    events: list[Attention] = []
+    for u in range(shape.users):
+        user = f"user-{u:02d}"
+        t = rng.uniform(0, 1800)  # people arrive over the first half hour
+        while t < duration:
+            if lunch and lunch[0] <= t < lunch[1]:
+                t = lunch[1] + rng.uniform(0, 600)
+                continue
+            # One session: a few tasks back to back.
+            for _ in range(rng.randint(1, 5)):
+                if rng.random() < shape.chain_probability:
+                    path = list(rng.choice(CHAINS))
+                else:
+                    path = rng.sample(names, rng.randint(1, 3))
+                for svc in path:
+                    dwell = min(600.0, max(5.0, rng.lognormvariate(math.log(45), 0.8)))
+                    if t + dwell > duration:
+                        break
+                    events.extend(_visit(t, svc, dwell, user, rng, shape.heartbeat_s))
+                    t += dwell + rng.uniform(1.0, 10.0)  # think time before the next click
+                t += rng.uniform(10, 120)
+            t += rng.expovariate(1 / 900)  # a break between sessions, 15 min on average
+    for k in range(shape.spikes):
+        at = rng.uniform(0.1 * duration, 0.9 * duration)
+        svc = rng.choice(names)
+        for j in range(shape.spike_users):
+            start = at + rng.uniform(0, 60)
+            dwell = rng.uniform(10, 90)
+            if start + dwell < duration:
+                events.extend(_visit(start, svc, dwell, f"spike{k}-{j}", rng, shape.heartbeat_s))
+    events.sort(key=lambda e: (e.start, e.service, e.user))
+    return Trace(services, tuple(events), duration, f"generated(seed={shape.seed})")
+
+
+def load_trace_csv(
+    path: Path,
+    default: SimService = SimService("default", 1000, GIB),
+    services: Iterable[SimService] = (),
+    duration: float | None = None,
+) -> Trace:
+    """Columns time,service,intensity,duration[,user]; services not listed get `default`'s size."""
+    known = {s.name: s for s in services}
+    events = []
+    with path.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            ev = Attention(
+                float(row["time"]),
+                row["service"].strip(),
+                float(row.get("intensity") or 1.0),
+                float(row["duration"]),
+                (row.get("user") or "").strip(),
+            )
+            if ev.duration <= 0:
+                raise ValueError(f"{path}: duration must be positive (service {ev.service} at {ev.start})")
+            events.append(ev)
+            if ev.service not in known:
+                known[ev.service] = SimService(
+                    ev.service,
+                    default.peak_cpu_m,
+                    default.peak_memory,
+                    default.replicas,
+                    default.priority,
+                    default.cooldown_seconds,
+                    default.max_peak_seconds,
+                    default.baseline_ratio,
+                )
+    events.sort(key=lambda e: (e.start, e.service, e.user))
+    end = duration if duration is not None else max((e.end for e in events), default=0.0)
+    return Trace(tuple(known.values()), tuple(events), end, path.name)
+
+
+def write_trace_csv(trace: Trace, path: Path) -> None:
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["time", "service", "intensity", "duration", "user"])
+        for e in trace.events:
+            w.writerow([e.start, e.service, e.intensity, e.duration, e.user])
+
+
+# ---------------------------------------------------------------- accounting (pure)
+
+
+class Step(NamedTuple):
+    """From `t` on (until the next step) a pod holds these requests."""
+
+    t: float
+    cpu_m: int
+    memory: int
+    peak: bool
+
+
+def merge(intervals: Iterable[Interval]) -> list[Interval]:
+    """Union of intervals as a sorted list of disjoint ones (touching intervals join)."""
+    out: list[Interval] = []
+    for s, e in sorted(i for i in intervals if i[1] > i[0]):
+        if out and s <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        else:
+            out.append((s, e))
+    return out
+
+
+def intersect(a: Sequence[Interval], b: Sequence[Interval]) -> list[Interval]:
+    """Intersection of two sorted disjoint interval lists."""
+    out: list[Interval] = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        s, e = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if e > s:
+            out.append((s, e))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def length(intervals: Iterable[Interval]) -> float:
+    return sum(e - s for s, e in intervals)
+
+
+def integrate(steps: Sequence[Step], end: float, value: Callable[[Step], float]) -> float:
+    """The integral over [0, end) of a step function (value-seconds)."""
+    total = 0.0
+    for k, step in enumerate(steps):
+        if step.t >= end:
+            break
+        until = min(end, steps[k + 1].t) if k + 1 < len(steps) else end
+        total += value(step) * max(0.0, until - step.t)
+    return total
+
+
+def where(steps: Sequence[Step], end: float, predicate: Callable[[Step], bool]) -> list[Interval]:
+    """The intervals within [0, end) where the step function satisfies `predicate`."""
+    out = []
+    for k, step in enumerate(steps):
+        if step.t >= end:
+            break
+        until = min(end, steps[k + 1].t) if k + 1 < len(steps) else end
+        if predicate(step) and until > step.t:
+            out.append((step.t, until))
+    return merge(out)
+
+
+def attention_by_service(trace: Trace) -> dict[str, list[Interval]]:
+    """When each service had someone's attention (any intensity), clipped to the trace."""
+    raw: dict[str, list[Interval]] = {s.name: [] for s in trace.services}
+    for e in trace.events:
+        raw.setdefault(e.service, []).append((max(0.0, e.start), min(trace.duration, e.end)))
+    return {k: merge(v) for k, v in raw.items()}
+
+
+def transitions(trace: Trace) -> int:
+    """Attention events that move a user to a different service: what prediction could foresee."""
+    last: dict[str, str] = {}
+    count = 0
+    for e in trace.events:
+        prev = last.get(e.user)
+        if prev is not None and prev != e.service:
+            count += 1
+        last[e.user] = e.service
+    return count
+
+
+@dataclass
+class Run:
+    """What a policy did: each pod's request timeline and how many resizes it took."""
+
+    policy: str
+    steps: dict[str, list[Step]]  # pod -> steps, first at t=0
+    pod_service: dict[str, str]
+    resizes: int
+    # heady only: service -> [(t, why)], what the planner decided (for blaming violations).
+    reasons: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
+    predictions: dict[str, int] | None = None
+
+
+def account(trace: Trace, run: Run) -> dict[str, Any]:
+    """Reserved resources and attention served at peak for one run (seconds and core-seconds)."""
+    end = trace.duration
+    cpu_s = sum(integrate(s, end, lambda x: x.cpu_m / 1000) for s in run.steps.values())
+    mem_s = sum(integrate(s, end, lambda x: x.memory / GIB) for s in run.steps.values())
+    attention = attention_by_service(trace)
+    pods_of: dict[str, list[str]] = {}
+    for pod, svc in run.pod_service.items():
+        pods_of.setdefault(svc, []).append(pod)
+    attended = served = 0.0
+    blame: dict[str, float] = {}
+    for svc, wanted in attention.items():
+        if not wanted:
+            continue
+        # A service is served at peak only while every one of its pods is at peak.
+        full: list[Interval] = [(0.0, end)]
+        for pod in pods_of.get(svc, []):
+            full = intersect(full, where(run.steps[pod], end, lambda x: x.peak))
+        good = intersect(wanted, full)
+        attended += length(wanted)
+        served += length(good)
+        if run.reasons.get(svc):
+            short = _subtract(wanted, good)
+            for why, ivs in _reason_intervals(run.reasons[svc], end).items():
+                blame[why] = blame.get(why, 0.0) + length(intersect(short, ivs))
+    out: dict[str, Any] = {
+        "policy": run.policy,
+        "cpu_core_seconds": cpu_s,
+        "memory_gib_seconds": mem_s,
+        "cpu_core_hours": cpu_s / 3600,
+        "memory_gib_hours": mem_s / 3600,
+        "attention_seconds": attended,
+        "served_at_peak_seconds": served,
+        "sla_violation_seconds": attended - served,
+        "sla_violation_pct": 100 * (attended - served) / attended if attended else 0.0,
+        "resizes": run.resizes,
+    }
+    if blame:
+        out["violation_seconds_by_cause"] = {k: round(v, 1) for k, v in sorted(blame.items()) if v > 0}
+    if run.predictions is not None:
+        p = run.predictions
+        decided = p["hits"] + p["misses"]
+        out["predictions"] = dict(p)
+        out["prediction_precision"] = p["hits"] / decided if decided else None
+        out["prediction_recall"] = p["hits"] / p["transitions"] if p["transitions"] else None
+    return out
+
+
+def compare(results: list[dict[str, Any]], reference: str = "always-peak") -> list[dict[str, Any]]:
+    """Adds each policy's reservation as % of the reference policy's."""
+    ref = next(r for r in results if r["policy"] == reference)
+    for r in results:
+        r["cpu_vs_always_peak_pct"] = 100 * r["cpu_core_seconds"] / ref["cpu_core_seconds"]
+        r["memory_vs_always_peak_pct"] = 100 * r["memory_gib_seconds"] / ref["memory_gib_seconds"]
+    return results
+
+
+def _subtract(a: Sequence[Interval], b: Sequence[Interval]) -> list[Interval]:
+    """a minus b, for sorted disjoint lists."""
+    out: list[Interval] = []
+    j = 0
+    for s, e in a:
+        cur = s
+        while j < len(b) and b[j][1] <= cur:
+            j += 1
+        k = j
+        while k < len(b) and b[k][0] < e:
+            if b[k][0] > cur:
+                out.append((cur, b[k][0]))
+            cur = max(cur, b[k][1])
+            k += 1
+        if cur < e:
+            out.append((cur, e))
+    return out
+
+
+def _reason_intervals(timeline: Sequence[tuple[float, str]], end: float) -> dict[str, list[Interval]]:
+    out: dict[str, list[Interval]] = {}
+    for k, (t, why) in enumerate(timeline):
+        until = timeline[k + 1][0] if k + 1 < len(timeline) else end
+        if until > t:
+            out.setdefault(why, []).append((t, until))
+    return {k: merge(v) for k, v in out.items()}
+
+
+# ---------------------------------------------------------------- level policies
+
+
+def _pods(trace: Trace) -> dict[str, str]:
+    return {pod: s.name for s in trace.services for pod in s.pods()}
+
+
+def _from_levels(trace: Trace, policy: str, levels: Mapping[str, list[tuple[float, bool]]]) -> Run:
+    """Expand per-service level timelines [(t, at_peak)] into every pod's request steps."""
+    steps: dict[str, list[Step]] = {}
+    resizes = 0
+    for svc in trace.services:
+        timeline = levels[svc.name]
+        changes = sum(1 for k in range(1, len(timeline)) if timeline[k][1] != timeline[k - 1][1])
+        resizes += changes * svc.replicas
+        for pod in svc.pods():
+            steps[pod] = [
+                Step(
+                    t,
+                    (svc.peak if up else svc.baseline).cpu or 0,
+                    (svc.peak if up else svc.baseline).memory or 0,
+                    up,
+                )
+                for t, up in timeline
+            ]
+    return Run(policy, steps, _pods(trace), resizes)
+
+
+def always_peak(trace: Trace) -> Run:
+    return _from_levels(trace, "always-peak", {s.name: [(0.0, True)] for s in trace.services})
+
+
+def static_baseline(trace: Trace) -> Run:
+    return _from_levels(trace, "static-baseline", {s.name: [(0.0, False)] for s in trace.services})
+
+
+def _seen(intervals: Sequence[Interval], since: float, until: float) -> bool:
+    """Was there demand at some moment in (since, until]?"""
+    return any(s < until and e > since for s, e in intervals)
+
+
+def vpa_like(trace: Trace, period: float = 60.0, window: float = 300.0, delay: float = RESIZE_DELAY_S) -> Run:
+    demand = attention_by_service(trace)
+    levels: dict[str, list[tuple[float, bool]]] = {}
+    for svc in trace.services:
+        timeline = [(0.0, False)]
+        t = period
+        while t < trace.duration:
+            want = _seen(demand[svc.name], t - window, t)
+            if want != timeline[-1][1]:
+                timeline.append((t + delay, want))
+            t += period
+        levels[svc.name] = timeline
+    return _from_levels(trace, "vpa-like", levels)
+
+
+def keda_like(
+    trace: Trace, poll: float = 30.0, cooldown: float = 300.0, delay: float = SCALE_OUT_DELAY_S
+) -> Run:
+    demand = attention_by_service(trace)
+    levels: dict[str, list[tuple[float, bool]]] = {}
+    for svc in trace.services:
+        timeline = [(0.0, False)]
+        last_active: float | None = None
+        t = poll
+        while t < trace.duration:
+            if _seen(demand[svc.name], t - poll, t):
+                last_active = t
+                if not timeline[-1][1]:
+                    timeline.append((t + delay, True))
+            elif timeline[-1][1] and last_active is not None and t - last_active >= cooldown:
+                timeline.append((t + delay, False))
+            t += poll
+        levels[svc.name] = timeline
+    return _from_levels(trace, "keda-like", levels)
+
+
+# ---------------------------------------------------------------- heady: the operator's controller
+
+
+class _Planner(EscalationController):
+    async def _report(self, plan: Plan, errors: dict[tuple[str, str], str], now: datetime) -> None:
+        """Skipped: status, Events and metrics are output only (nothing the planner reads comes
+        from them, with kube=None they go nowhere) and they were a third of the simulation's time."""
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _resources(amount: Amount) -> dict[str, str]:
+    return {"cpu": format_cpu(amount.cpu or 0), "memory": format_memory(amount.memory or 0)}
+
+
+def _bodies(
+    trace: Trace,
+) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]], dict[str, dict[str, Any]]]:
+    """The Kubernetes objects the controller would see from its watches: one node large enough
+    for every pod at peak (so node capacity never decides here), Deployments whose template
+    asks for peak, HeadyServices, and Guaranteed pods already settled at baseline."""
+    cpu = sum(s.peak_cpu_m * s.replicas for s in trace.services)
+    mem = sum(s.peak_memory * s.replicas for s in trace.services)
+    node = {"metadata": {"name": "sim-node"}, "status": {"allocatable": _resources(Amount(cpu, mem))}}
+    objects: list[tuple[str, dict[str, Any]]] = []
+    pods: dict[str, dict[str, Any]] = {}
+    for s in trace.services:
+        labels = {"app": s.name}
+        peak = _resources(s.peak)
+        objects.append(
+            (
+                "workload",
+                {
+                    "kind": "Deployment",
+                    "metadata": {"namespace": NAMESPACE, "name": s.name},
+                    "spec": {
+                        "selector": {"matchLabels": labels},
+                        "template": {
+                            "spec": {
+                                "containers": [
+                                    {"name": "app", "resources": {"requests": peak, "limits": peak}}
+                                ]
+                            }
+                        },
+                    },
+                },
+            )
+        )
+        objects.append(
+            (
+                "service",
+                {
+                    "metadata": {"namespace": NAMESPACE, "name": s.name, "generation": 1},
+                    "spec": {
+                        "workload": {"name": s.name},
+                        "priority": s.priority,
+                        "baselineRatio": s.baseline_ratio,
+                        "cooldownSeconds": s.cooldown_seconds,
+                        "maxPeakSeconds": s.max_peak_seconds,
+                    },
+                },
+            )
+        )
+        base = _resources(s.baseline)
+        for name in s.pods():
+            pods[name] = {
+                "metadata": {"namespace": NAMESPACE, "name": name, "labels": labels},
+                "spec": {
+                    "nodeName": "sim-node",
+                    "containers": [{"name": "app", "resources": {"requests": base, "limits": base}}],
+                },
+                "status": {"phase": "Running", "qosClass": "Guaranteed"},
+            }
+    return node, objects, pods
+
+
+def _signal_body(i: int, e: Attention) -> dict[str, Any]:
+    start = T0 + timedelta(seconds=e.start)
+    spec: dict[str, Any] = {
+        "services": [e.service],
+        "intensity": e.intensity,
+        "source": "ui",
+        "startTime": start.isoformat(),
+        "expiresAt": (start + timedelta(seconds=e.duration)).isoformat(),
+    }
+    if e.user:
+        spec["user"] = e.user
+    return {
+        "metadata": {"namespace": NAMESPACE, "name": f"att-{i}", "creationTimestamp": start.isoformat()},
+        "spec": spec,
+    }
+
+
+def _apply(body: dict[str, Any], target: tuple[ContainerResources, ...]) -> None:
+    """What the kubelet does with an accepted resize: the pod now holds the target."""
+    patch = {c["name"]: c["resources"] for c in resize_patch(target)["spec"]["containers"]}
+    for c in body["spec"]["containers"]:
+        if c["name"] in patch:
+            c["resources"] = patch[c["name"]]
+
+
+def _step(t: float, target: tuple[ContainerResources, ...], svc: SimService) -> Step:
+    cpu = sum(c.requests.cpu or 0 for c in target)
+    mem = sum(c.requests.memory or 0 for c in target)
+    return Step(t, cpu, mem, cpu >= svc.peak_cpu_m and mem >= svc.peak_memory)
+
+
+async def simulate_heady(
+    trace: Trace,
+    prediction: bool,
+    delay: float = RESIZE_DELAY_S,
+    settings: Mapping[str, Any] | None = None,
+) -> Run:
+    """Drive the operator's EscalationController through the trace on a virtual clock."""
+    clock = _Clock()
+    ctl = _Planner(
+        Settings(
+            prediction_enabled=prediction,
+            # Wake only for real deadlines; a periodic resync changes nothing without the API.
+            resync_seconds=86_400.0,
+            expired_signal_retention_seconds=0,
+            **(settings or {}),
+        ),
+        None,
+        clock,
+    )
+    node, objects, bodies = _bodies(trace)
+    ctl.on_node("ADDED", node)
+    for kind, body in objects:
+        getattr(ctl, f"on_{kind}")("ADDED", body)
+    for body in bodies.values():
+        ctl.on_pod("ADDED", body)
+    ctl.mark_synced()
+
+    svc_of = _pods(trace)
+    services = {s.name: s for s in trace.services}
+    steps = {
+        pod: [_step(0.0, ctl.pods[(NAMESPACE, pod)].containers, services[svc])] for pod, svc in svc_of.items()
+    }
+    reasons: dict[str, list[tuple[float, str]]] = {s.name: [] for s in trace.services}
+    inflight: dict[str, tuple[ContainerResources, ...]] = {}
+    due: list[tuple[float, int, str, tuple[ContainerResources, ...]]] = []
+    resizes = 0
+    seq = 0
+    seen_predictions: set[tuple[str, str]] = set()
+
+    def handle(plan: Plan, t: float) -> None:
+        nonlocal resizes, seq
+        for key, d in plan.services.items():
+            why = ACTUATING if d.granted else str(d.reason)
+            if not reasons[key[1]] or reasons[key[1]][-1][1] != why:
+                reasons[key[1]].append((t, why))
+        for d in plan.resizes:
+            pod = d.pod[1]
+            if inflight.get(pod) == d.target:
+                continue  # already sent; the operator does not repeat an in-flight resize
+            inflight[pod] = d.target
+            resizes += 1
+            seq += 1
+            heapq.heappush(due, (t + delay, seq, pod, d.target))
+
+    t = 0.0
+    handle(await ctl.reconcile(), t)
+    events = trace.events
+    i = 0
+    while True:
+        candidates = [trace.duration, t + ctl._next_deadline()]
+        if i < len(events):
+            candidates.append(events[i].start)
+        if due:
+            candidates.append(due[0][0])
+        t_next = min(candidates)
+        if t_next >= trace.duration:
+            break
+        t = max(t, t_next)
+        clock.now = T0 + timedelta(seconds=t)
+        while due and due[0][0] <= t:
+            _, _, pod, target = heapq.heappop(due)
+            if inflight.get(pod) is not target:
+                continue  # superseded by a later resize of the same pod
+            del inflight[pod]
+            _apply(bodies[pod], target)
+            ctl.on_pod("MODIFIED", bodies[pod])
+            steps[pod].append(_step(t, target, services[svc_of[pod]]))
+        while i < len(events) and events[i].start <= t:
+            ctl.on_signal("ADDED", _signal_body(i, events[i]))
+            i += 1
+        for key, entry in ctl.signals.items():
+            if entry.path == "predictor":
+                seen_predictions.add(key)
+        handle(await ctl.reconcile(), t)
+
+    predictions = None
+    if prediction:
+        predictions = {
+            "issued": len(seen_predictions),
+            "hits": sum(ctl.model.hits.values()),
+            "misses": sum(ctl.model.misses.values()),
+            "transitions": transitions(trace),
+        }
+    return Run(
+        "heady-predictive" if prediction else "heady-reactive",
+        steps,
+        svc_of,
+        resizes,
+        reasons,
+        predictions,
+    )
+
+
+def run_heady(trace: Trace, prediction: bool, delay: float = RESIZE_DELAY_S, **settings: Any) -> Run:
+    return asyncio.run(simulate_heady(trace, prediction, delay, settings))
+
+
+# ---------------------------------------------------------------- all policies
+
+
+@dataclass(frozen=True)
+class Knobs:
+    resize_delay: float = RESIZE_DELAY_S
+    scale_out_delay: float = SCALE_OUT_DELAY_S
+    vpa_period: float = 60.0
+    vpa_window: float = 300.0
+    keda_poll: float = 30.0
+    keda_cooldown: float = 300.0
+
+
+def run_all(trace: Trace, knobs: Knobs = Knobs()) -> tuple[list[Run], list[dict[str, Any]]]:
+    runs = [
+        always_peak(trace),
+        static_baseline(trace),
+        run_heady(trace, prediction=False, delay=knobs.resize_delay),
+        run_heady(trace, prediction=True, delay=knobs.resize_delay),
+        vpa_like(trace, knobs.vpa_period, knobs.vpa_window, knobs.resize_delay),
+        keda_like(trace, knobs.keda_poll, knobs.keda_cooldown, knobs.scale_out_delay),
+    ]
+    return runs, compare([account(trace, r) for r in runs])
+
+
+def total_cores(run: Run, end: float, resolution: float = 60.0) -> tuple[list[float], list[float]]:
+    """Reserved cores summed over pods, averaged over each `resolution`-second bucket (for plots)."""
+    buckets = math.ceil(end / resolution)
+    sums = [0.0] * buckets
+    for steps in run.steps.values():
+        for k, step in enumerate(steps):
+            until = min(end, steps[k + 1].t) if k + 1 < len(steps) else end
+            t = step.t
+            while t < until:  # spread the step's core-seconds over the buckets it spans
+                b = min(buckets - 1, int(t // resolution))
+                edge = min(until, (b + 1) * resolution)
+                sums[b] += step.cpu_m / 1000 * (edge - t)
+                t = edge
+    return [b * resolution for b in range(buckets)], [s / resolution for s in sums]
