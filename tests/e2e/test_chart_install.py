@@ -134,7 +134,10 @@ def test_operator_works_with_only_the_charts_rbac(
                 lambda: cluster.get("headyservices", ns, "app").get("status", {}).get("level") == "Peak",
                 "status",
             )
-            assert "forbidden" not in op.log().lower(), op.log()
+            # An RBAC denial names the ServiceAccount ("... is forbidden: User "system:serviceaccount:..."
+            # cannot ..."); other 403s, such as writes into a namespace being deleted, are not RBAC's.
+            denials = [line for line in op.log().splitlines() if f"system:serviceaccount:{NAMESPACE}" in line]
+            assert not denials, "\n".join(denials)
         finally:
             op.stop()
     finally:
