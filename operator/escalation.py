@@ -226,11 +226,17 @@ class EscalationController:
             self.failed.pop(key, None)
             self.kick()
             return
+        prev = self.pods.get(key)
+        if prev is not None and _older(
+            meta.get("resourceVersion"), prev.body.get("metadata", {}).get("resourceVersion")
+        ):
+            # A watch event can arrive after the resize response that already told us more:
+            # going back to it would plan the same resize again.
+            return
         containers = convert.pod_containers(body)
         qos = convert.pod_qos(body) or qos_of(containers)
         phase = body.get("status", {}).get("phase")
         cond = convert.resize_condition(body)
-        prev = self.pods.get(key)
         self.pods[key] = PodEntry(
             dict(body),
             dict(meta.get("labels") or {}),
@@ -947,6 +953,16 @@ class EscalationController:
 
     def healthy(self, max_stall_seconds: float = 60.0) -> bool:
         return time.monotonic() - self.last_loop < max(max_stall_seconds, self.settings.resync_seconds * 3)
+
+
+def _older(new: str | None, held: str | None) -> bool:
+    """resourceVersions are opaque, but etcd-backed ones are integers: compare when both are."""
+    if not new or not held:
+        return False
+    try:
+        return int(new) < int(held)
+    except ValueError:
+        return False
 
 
 def _requests(containers: tuple[ContainerResources, ...]) -> Amount:

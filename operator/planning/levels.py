@@ -10,8 +10,8 @@ Rules, in the order they apply:
    thrash pods), or (weakest) its utilization is at or above the utilization threshold.
 2. A service that has been at peak for `maxPeakSeconds` is relaxed and rests for one cooldown.
 3. Candidates are ranked: attention-driven demand before utilization, then higher priority,
-   then live attention before cooldown, then incumbents (already at peak) before newcomers,
-   then intensity, then name. Priority therefore beats utilization and lower priorities.
+   then live attention before predicted attention before cooldown, then incumbents (already at
+   peak) before newcomers, then intensity, then name. Priority therefore beats utilization and lower priorities.
 4. At most `max_high_escalations` (2) services of priority high/very_high are escalated at once;
    the next one waits with a reason naming the two in flight.
 5. A pod is raised only if its node's allocatable still holds the extra requests, counting every
@@ -35,6 +35,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 ServiceKey = tuple[str, str]  # (namespace, name)
+PREDICTOR = "predictor"  # the source of pre-escalations by the transition model
 PodKey = tuple[str, str]
 
 
@@ -283,7 +284,7 @@ class _Demand:
 def _strongest(signals: list[Signal]) -> Signal | None:
     if not signals:
         return None
-    return max(signals, key=lambda s: (s.intensity, s.start, s.name))
+    return max(signals, key=lambda s: (s.source != PREDICTOR, s.intensity, s.start, s.name))
 
 
 def _demand(service: Service, signals: list[Signal], prev: Memory, now: datetime, policy: Policy) -> _Demand:
@@ -362,11 +363,18 @@ def _demand(service: Service, signals: list[Signal], prev: Memory, now: datetime
     return _Demand(service, False, Reason.IDLE, "no attention", None, memory, incumbent)
 
 
+def _attention_rank(d: _Demand) -> int:
+    """Real attention, then predicted attention, then cooldown: a guess never takes a slot from a user."""
+    if d.reason is Reason.ATTENTION:
+        return 1 if d.signal is not None and d.signal.source == PREDICTOR else 0
+    return 2
+
+
 def _rank(d: _Demand) -> tuple[int, int, int, int, float, str, str]:
     return (
         1 if d.reason is Reason.UTILIZATION else 0,
         -d.service.priority,
-        0 if d.reason is Reason.ATTENTION else 1,
+        _attention_rank(d),
         0 if d.incumbent else 1,
         -(d.signal.intensity if d.signal else 0.0),
         d.service.key[0],

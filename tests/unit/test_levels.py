@@ -394,3 +394,17 @@ def test_properties_capacity_qos_and_high_cap(case: tuple[World, datetime]) -> N
     for key, d in plan.pods.items():
         if d.level is Level.PEAK:
             assert plan.services[pods[key].service].granted
+
+
+def test_predicted_attention_never_takes_a_high_priority_slot_from_a_user() -> None:
+    services = [svc(n, priority=125) for n in ("a", "b", "c")]
+    pods = [pod(f"p-{n}", n) for n in ("a", "b", "c")]
+    guess = Signal(
+        "guess", (("ns", "a"),), 1.0, "predictor", NOW - timedelta(seconds=1), NOW + timedelta(seconds=20)
+    )
+    plan = plan_levels(
+        world(services, pods, [guess, signal("sb", "b", intensity=0.5), signal("sc", "c", intensity=0.5)]),
+        NOW,
+    )
+    assert plan.services[("ns", "b")].granted and plan.services[("ns", "c")].granted
+    assert not plan.services[("ns", "a")].granted
