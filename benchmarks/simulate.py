@@ -236,11 +236,11 @@ def plot(trace: Trace, runs: list[Run], result: dict[str, Any], path: Path) -> N
         offset = k * 1.5
         steps = run.steps[pod]
         xs2, ys = [], []
-        for s in steps:
-            if s.t > hi:
+        for step in steps:
+            if step.t > hi:
                 break
-            xs2.append(max(s.t, lo) - lo)
-            ys.append(offset + (1 if s.peak else 0))
+            xs2.append(max(step.t, lo) - lo)
+            ys.append(offset + (1 if step.peak else 0))
         xs2.append(hi - lo)
         ys.append(ys[-1])
         ax.step(xs2, ys, where="post", color=COLORS[run.policy])

@@ -689,8 +689,8 @@ async def simulate_heady(
 
     def handle(plan: Plan, t: float) -> None:
         nonlocal resizes, seq
-        for key, d in plan.services.items():
-            why = ACTUATING if d.granted else str(d.reason)
+        for key, decision in plan.services.items():
+            why = ACTUATING if decision.granted else str(decision.reason)
             if not reasons[key[1]] or reasons[key[1]][-1][1] != why:
                 reasons[key[1]].append((t, why))
         for d in plan.resizes:
