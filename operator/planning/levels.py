@@ -28,6 +28,7 @@ QoS rule (the API server refuses a resize that changes a pod's QoS class):
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -231,14 +232,28 @@ def _pick(value: int | None, fallback: int | None) -> int | None:
 
 def target_resources(pod: Pod, service: Service, level: Level) -> tuple[ContainerResources, ...]:
     """The containers' resources for a pod at a level, keeping its QoS class."""
+    return _target(pod.containers, pod.qos, tuple(sorted(service.peak.items())), service.baseline_ratio, level)
+
+
+# Pure and called for every pod in every plan, with the same few inputs for all the pods of a
+# workload: memoised, the planner's cost stops growing with the number of identical pods.
+@functools.lru_cache(maxsize=65536)
+def _target(
+    containers: tuple[ContainerResources, ...],
+    qos: QoS,
+    peaks: tuple[tuple[str, Amount], ...],
+    ratio: float,
+    level: Level,
+) -> tuple[ContainerResources, ...]:
+    peak_of = dict(peaks)
     out: list[ContainerResources] = []
-    for c in pod.containers:
-        peak = service.peak.get(c.name)
+    for c in containers:
+        peak = peak_of.get(c.name)
         if peak is None:
             out.append(c)
             continue
-        want = peak if level is Level.PEAK else baseline_of(peak, service.baseline_ratio)
-        if pod.qos is QoS.GUARANTEED:
+        want = peak if level is Level.PEAK else baseline_of(peak, ratio)
+        if qos is QoS.GUARANTEED:
             cpu = _pick(want.cpu, c.requests.cpu)
             mem = _pick(want.memory, c.requests.memory)
             out.append(ContainerResources(c.name, Amount(cpu, mem), Amount(cpu, mem)))
@@ -250,7 +265,7 @@ def target_resources(pod: Pod, service: Service, level: Level) -> tuple[Containe
             if mem is not None and c.limits.memory is not None:
                 mem = min(mem, c.limits.memory)
             out.append(ContainerResources(c.name, Amount(cpu, mem), c.limits))
-    if pod.qos is QoS.BURSTABLE and qos_of(out) is QoS.GUARANTEED:
+    if qos is QoS.BURSTABLE and qos_of(out) is QoS.GUARANTEED:
         first = next(i for i, c in enumerate(out) if c.limits.cpu is not None)
         c = out[first]
         assert c.limits.cpu is not None  # guaranteed implies every container has a cpu limit
@@ -258,7 +273,8 @@ def target_resources(pod: Pod, service: Service, level: Level) -> tuple[Containe
     return tuple(out)
 
 
-def pod_requests(containers: Iterable[ContainerResources]) -> Amount:
+@functools.lru_cache(maxsize=65536)
+def pod_requests(containers: tuple[ContainerResources, ...]) -> Amount:
     """Effective pod requests for scheduling; a missing request defaults to the limit, as the API does."""
     cpu = mem = 0
     for c in containers:
