@@ -78,8 +78,8 @@ def test_settles_at_baseline_then_attention_brings_peak_and_expiry_relaxes(
         "the signal marked expired",
     )
     assert condition(sig, "Ready")["reason"] == "Expired"
-    reasons = {e.reason for e in cluster.events(ns, "web")}
-    assert {"Escalated", "Relaxed"} <= reasons
+    # Events are posted by the reporter, a moment after the resizes themselves.
+    wait_for(lambda: {"Escalated", "Relaxed"} <= {e.reason for e in cluster.events(ns, "web")}, "both Events")
     escalated = next(e for e in cluster.events(ns, "web") if e.reason == "Escalated")
     assert "signal look" in escalated.message
     assert 'heady_signal_to_resize_seconds_count{source="ui"}' in operator.metrics()
