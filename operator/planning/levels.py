@@ -232,7 +232,9 @@ def _pick(value: int | None, fallback: int | None) -> int | None:
 
 def target_resources(pod: Pod, service: Service, level: Level) -> tuple[ContainerResources, ...]:
     """The containers' resources for a pod at a level, keeping its QoS class."""
-    return _target(pod.containers, pod.qos, tuple(sorted(service.peak.items())), service.baseline_ratio, level)
+    return _target(
+        pod.containers, pod.qos, tuple(sorted(service.peak.items())), service.baseline_ratio, level
+    )
 
 
 # Pure and called for every pod in every plan, with the same few inputs for all the pods of a
