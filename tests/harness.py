@@ -141,7 +141,29 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class OperatorProcess:
+class ManagedProcess:
+    """A real server process a test starts, kills (SIGKILL, as when its node dies) and stops."""
+
+    proc: subprocess.Popen[bytes] | None = None
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+            self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+            self.proc = None
+
+
+class OperatorProcess(ManagedProcess):
     """The operator as users run it (`heady-operator`), in its own process."""
 
     def __init__(self, cluster: Cluster, log_dir: Path, extra_env: dict[str, str] | None = None) -> None:
@@ -178,22 +200,6 @@ class OperatorProcess:
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as resp:
             return str(resp.read().decode())
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, as when a node dies under the operator."""
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-            self.proc = None
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-            self.proc = None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:]
@@ -263,7 +269,7 @@ def status_requests_of(pod: client.V1Pod) -> dict[str, str]:
     return dict(statuses[0].resources.requests or {})
 
 
-class RedisServer:
+class RedisServer(ManagedProcess):
     """A real redis-server as a plain process on a free port, its files in `workdir`.
 
     `appendonly=True` writes every change to the append-only file before replying (fsync
@@ -314,23 +320,6 @@ class RedisServer:
                 return s.recv(64).startswith(b"+PONG")
         except OSError:
             return False
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown save, as when the Redis pod's node dies."""
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-            self.proc = None
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-            self.proc = None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
