@@ -222,12 +222,11 @@ def up() -> None:
         log(f"cluster {NAME!r} already running")
     else:
         if exists(env):
-            log(f"cluster {NAME!r} exists but does not answer; starting it")
-            run(["kwokctl", "start", "cluster", "--name", NAME], env, check=False)
-            if not healthy(env):
-                log("still not answering; recreating it")
-                run(["kwokctl", "delete", "cluster", "--name", NAME], env, check=False)
-                create(bins, env)
+            # Its processes died with the session that started them. `kwokctl start` can wait
+            # minutes on stale state; a fresh cluster takes seconds and nothing in it is precious.
+            log(f"cluster {NAME!r} exists but does not answer; recreating it")
+            run(["kwokctl", "delete", "cluster", "--name", NAME], env, check=False)
+            create(bins, env)
         else:
             create(bins, env)
     run(["kubectl", "apply", "-f", "-"], env, input=nodes_manifest(), stdout=subprocess.DEVNULL)
