@@ -56,6 +56,7 @@ from kubernetes_asyncio import config as aconfig
 from kubernetes_asyncio import watch as awatch
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks.measure import ProcStats, pct
 from tests.harness import (
     OperatorProcess,
     RedisServer,
@@ -101,32 +102,6 @@ def operator_quantiles(before: str, after: str, source: str) -> dict[str, float 
         bound = next((le for le, cum in delta if total and cum >= q * total), None)
         result[name] = round(bound * 1000, 1) if bound is not None else None
     return result
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    idx = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[idx]
-
-
-class ProcStats:
-    """CPU seconds and RSS of a process, read from /proc (Linux)."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.tick = os.sysconf("SC_CLK_TCK")
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / self.tick
-
-    def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
 
 
 class PodWatch:

@@ -51,6 +51,7 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))  # appended: stdlib `o
 from kubernetes_asyncio import client as aclient
 from kubernetes_asyncio import config as aconfig
 
+from benchmarks.measure import ProcStats, pct
 from tests.harness import (
     ROOT,
     Cluster,
@@ -78,43 +79,18 @@ def say(msg: str) -> None:
     print(f"[scale {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
-
-
 # ---------------------------------------------------------------- the operator process
 
 
-class ProcStats:
-    """CPU seconds and memory of a process from /proc, with RSS sampled in a thread."""
+class SampledProcStats(ProcStats):
+    """ProcStats with RSS also sampled in a thread, to show the curve between readings."""
 
     def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.tick = os.sysconf("SC_CLK_TCK")
+        super().__init__(pid)
         self.samples: list[tuple[float, float]] = []  # (monotonic, rss MB)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
-
-    def _status(self, field: str) -> float:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / self.tick
-
-    def rss_mb(self) -> float:
-        return self._status("VmRSS")
-
-    def hwm_mb(self) -> float:
-        """The kernel's high-water mark of RSS: the true peak, whatever the sampling missed."""
-        return self._status("VmHWM")
 
     def _sample(self) -> None:
         while not self._stop.wait(0.5):
@@ -409,7 +385,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     tracker = PodTracker(namespace)
     tracker_task = asyncio.create_task(tracker.run(core))
     op: OperatorProcess | None = None
-    stats: ProcStats | None = None
+    stats: SampledProcStats | None = None
     profile: Path | None = None
     result: dict[str, Any] = {}
     try:
@@ -440,7 +416,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         t_start = time.perf_counter()
         op.start()
         assert op.proc is not None
-        stats = ProcStats(op.proc.pid)
+        stats = SampledProcStats(op.proc.pid)
         healthy_s = time.perf_counter() - t_start
 
         def all_base() -> bool:
