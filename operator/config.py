@@ -29,6 +29,19 @@ class Settings(BaseSettings):
     resync_seconds: float = Field(default=10.0, gt=0.0)
     plan_coalesce_seconds: float = Field(default=0.005, ge=0.0, le=1.0)
     report_interval_seconds: float = Field(default=0.25, ge=0.0, le=10.0)
+    # A HeadyService's status is patched at most this often (the first time at once).
+    status_min_interval_seconds: float = Field(default=2.0, ge=0.0, le=60.0)
+    # Resize PATCHes in flight at once (near the apiserver's knee; more only adds latency) and the
+    # rate of relaxations/settling, which never take the whole control plane from escalations.
+    resize_concurrency: int = Field(default=12, ge=1, le=256)
+    resize_background_per_second: float = Field(default=80.0, gt=0.0)
+    # How often the incremental planner is checked against the full planner (0: never).
+    plan_check_interval_seconds: float = Field(default=300.0, ge=0.0)
+    # /healthz fails when a loop (planner, reporter, resize queue, ingest) made no progress this long.
+    watchdog_stall_seconds: float = Field(default=5.0, gt=0.0)
+    # Another actor resized a pod heady manages: "yield" leaves the pod alone for a backoff
+    # (doubling up to 10 min) and says so; "insist" puts heady's level back, also with backoff.
+    conflict_policy: Literal["yield", "insist"] = "yield"
 
     # Predictive pre-escalation.
     prediction_enabled: bool = True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -112,3 +114,33 @@ INGEST_BACKLOG = Gauge(
     "Attention stream entries not yet read or not yet acknowledged by the operator's consumer group.",
     registry=REGISTRY,
 )
+RESIZE_QUEUE_DEPTH = Gauge(
+    "heady_resize_queue_depth",
+    "Pod resizes waiting to be sent, by lane (escalation: to peak; background: relax and settle).",
+    ["lane"],
+    registry=REGISTRY,
+)
+EVENT_LOOP_LAG = Histogram(
+    "heady_event_loop_lag_seconds",
+    "How late the operator's event loop runs a timer (a step that holds the loop shows here).",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+    registry=REGISTRY,
+)
+PLAN_MISMATCH = Counter(
+    "heady_plan_mismatch_total",
+    "Periodic checks where the incremental planner disagreed with the full planner (should stay 0).",
+    registry=REGISTRY,
+)
+LOOP_ERRORS = Counter(
+    "heady_loop_errors_total",
+    "Exceptions caught in the operator's loops (each isolated to one object or one pass), by loop.",
+    ["loop"],
+    registry=REGISTRY,
+)
+
+
+def forget_service(namespace: str, name: str) -> None:
+    """A deleted HeadyService's series go with it, so sums over services do not over-count."""
+    for gauge in (PODS_AT_PEAK, PODS_MANAGED):
+        with contextlib.suppress(KeyError):
+            gauge.remove(namespace, name)

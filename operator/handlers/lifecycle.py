@@ -1,4 +1,4 @@
-"""Operator start-up and shutdown: build dependencies once, hand them to handlers through memo."""
+"""Operator start-up and shutdown: build every dependency once, by constructor, and start the loops."""
 
 from __future__ import annotations
 
@@ -11,11 +11,27 @@ import kopf
 from heady_operator import http, ingest
 from heady_operator.arena import ArenaController
 from heady_operator.config import Settings
-from heady_operator.escalation import EscalationController
-from heady_operator.kube import client, sync
+from heady_operator.kube import client
+from heady_operator.kube.escalation_api import KubeEscalationApi
 from heady_operator.kube.models_store import load_model, save_model_forever
+from heady_operator.models.common import utcnow
+from heady_operator.planning.incremental import IncrementalPlanner
+from heady_operator.planning.levels import Policy
+from heady_operator.planning.prediction import TransitionModel
+from heady_operator.reconcile import feeds
+from heady_operator.reconcile.escalation import Escalation
+from heady_operator.reconcile.health import Watchdog, watch_loop_lag
+from heady_operator.state.cluster import ClusterState
 
 log = logging.getLogger(__name__)
+
+
+def policy_of(cfg: Settings) -> Policy:
+    return Policy(
+        attention_threshold=cfg.attention_threshold,
+        max_high_escalations=cfg.max_high_priority_escalations,
+        utilization_threshold=cfg.utilization_escalation_threshold,
+    )
 
 
 @kopf.on.startup()
@@ -26,28 +42,52 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.server_timeout = 600
     settings.networking.request_timeout = 60
     settings.persistence.finalizer = "heady.io/finalizer"
-    kube = await client.connect()
+    kube = await client.connect(pool_size=cfg.resize_concurrency + 8)
+    reports = await client.connect(pool_size=16)
+    memo["kube"], memo["settings"], memo["clients"] = kube, cfg, [kube, reports]
     model = await load_model(kube, cfg)
-    controller = EscalationController(cfg, kube, model=model)
-    memo["settings"] = cfg
-    memo["kube"] = kube
-    memo["controller"] = controller
+    state = ClusterState(cfg, IncrementalPlanner(policy_of(cfg)), utcnow, model)
+    escalation = Escalation(cfg, state, KubeEscalationApi(kube, reports, cfg), utcnow)
+    memo["state"], memo["escalation"] = state, escalation
     memo["arena"] = arena = ArenaController(cfg, kube)
-    arena.pods_of = controller.cpu_requests_of
+    arena.pods_of = state.cpu_requests_of
     await _attach_memory(cfg, arena)
+    attention = ingest.build(cfg, state)
+    memo["ingest"] = attention
+    watchdog = Watchdog(escalation, attention.consumer, cfg.watchdog_stall_seconds)
+    memo["http"] = await http.start(cfg, watchdog, attention.intake)
+    try:
+        await _start_loops(cfg, kube, memo, state, escalation, arena, attention, model)
+    except BaseException:
+        # A failed start must not leave the port bound for kopf's retry of this handler.
+        await _stop(memo)
+        raise
+
+
+async def _start_loops(
+    cfg: Settings,
+    kube: client.Kube,
+    memo: kopf.Memo,
+    state: ClusterState,
+    escalation: Escalation,
+    arena: ArenaController,
+    attention: ingest.Ingest,
+    model: TransitionModel,
+) -> None:
     tasks = [
-        asyncio.create_task(controller.run(), name="escalation-loop"),
-        asyncio.create_task(save_model_forever(kube, cfg, controller), name="model-saver"),
+        asyncio.create_task(escalation.run(), name="escalation-loop"),
+        asyncio.create_task(escalation.queue.run(), name="resize-queue"),
+        asyncio.create_task(escalation.reporter.run(), name="reporter"),
+        asyncio.create_task(save_model_forever(kube, cfg, model), name="model-saver"),
         asyncio.create_task(arena.run(), name="arena-loop"),
+        asyncio.create_task(watch_loop_lag(), name="loop-lag"),
     ]
-    memo["ingest"] = attention = ingest.build(cfg, controller)
-    memo["http"] = await http.start(cfg, controller, attention.intake)
-    # A consistent first view before the first plan: a restart must not relax what it has not seen.
-    await sync.initial_sync(kube, controller, cfg.namespace_list)
-    controller.mark_synced()
+    memo["tasks"] = tasks
+    # One consistent first listing before the first plan: a restart must not relax what it has not seen.
+    tasks += await feeds.start(feeds.informers(kube, state, cfg.namespace_list))
+    escalation.mark_synced()
     if attention.consumer is not None:
         tasks.append(asyncio.create_task(attention.consumer.run(), name="attention-ingest"))
-    memo["tasks"] = tasks
     log.info("heady-operator started; serving http on %s:%d", cfg.http_host, cfg.http_port)
 
 
@@ -66,19 +106,20 @@ async def _attach_memory(cfg: Settings, arena: ArenaController) -> None:
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    tasks = list(memo.get("tasks", []))
-    controller = memo.get("controller")
-    if controller is not None:
-        tasks += controller.background_tasks()
+    await _stop(memo)
+
+
+async def _stop(memo: kopf.Memo) -> None:
+    tasks = list(memo.pop("tasks", []))
     for task in tasks:
         task.cancel()
     # Let them finish cancelling before their API client is closed under them.
     await asyncio.gather(*tasks, return_exceptions=True)
-    runner = memo.get("http")
+    runner = memo.pop("http", None)
     if runner is not None:
         await runner.cleanup()
-    if memo.get("ingest") is not None:
-        await memo["ingest"].close()
-    kube = memo.get("kube")
-    if kube is not None:
+    attention = memo.pop("ingest", None)
+    if attention is not None:
+        await attention.close()
+    for kube in memo.pop("clients", []):
         await kube.close()
