@@ -16,22 +16,13 @@ from heady_operator.kube.escalation_api import KubeEscalationApi
 from heady_operator.kube.models_store import load_model, save_model_forever
 from heady_operator.models.common import utcnow
 from heady_operator.planning.incremental import IncrementalPlanner
-from heady_operator.planning.levels import Policy
 from heady_operator.planning.prediction import TransitionModel
 from heady_operator.reconcile import feeds
-from heady_operator.reconcile.escalation import Escalation
+from heady_operator.reconcile.escalation import Escalation, policy_of
 from heady_operator.reconcile.health import Watchdog, watch_loop_lag
 from heady_operator.state.cluster import ClusterState
 
 log = logging.getLogger(__name__)
-
-
-def policy_of(cfg: Settings) -> Policy:
-    return Policy(
-        attention_threshold=cfg.attention_threshold,
-        max_high_escalations=cfg.max_high_priority_escalations,
-        utilization_threshold=cfg.utilization_escalation_threshold,
-    )
 
 
 @kopf.on.startup()

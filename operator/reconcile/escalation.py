@@ -22,13 +22,21 @@ from heady_operator.kube import convert
 from heady_operator.kube.objects import Pod as PodObject
 from heady_operator.kube.resize import ResizeFailed
 from heady_operator.planning.incremental import Delta, IncrementalPlanner, check
-from heady_operator.planning.levels import Level, PodKey, ServiceKey
+from heady_operator.planning.levels import Level, PodKey, Policy, ServiceKey
 from heady_operator.reconcile.queue import Lane, Outcome, ResizeQueue, Target, lane_of
 from heady_operator.reconcile.reporter import ReportApi, Reporter
 from heady_operator.reconcile.timing import wake_or_timeout
 from heady_operator.state.cluster import UNOWNED, ClusterState
 
 log = logging.getLogger(__name__)
+
+
+def policy_of(cfg: Settings) -> Policy:
+    return Policy(
+        attention_threshold=cfg.attention_threshold,
+        max_high_escalations=cfg.max_high_priority_escalations,
+        utilization_threshold=cfg.utilization_escalation_threshold,
+    )
 
 
 class EscalationApi(ReportApi, Protocol):
@@ -282,4 +290,4 @@ class Escalation:
         return out
 
 
-__all__ = ["Escalation", "EscalationApi"]
+__all__ = ["Escalation", "EscalationApi", "policy_of"]
