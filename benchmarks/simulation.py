@@ -8,7 +8,7 @@ the time each service had attention with the time all its pods were at peak.
 Policies:
 - always-peak: every pod at peak all the time (what you run without heady).
 - static-baseline: every pod at baseline (peak x baselineRatio) all the time, never raised.
-- heady-reactive / heady-predictive: the operator's own EscalationController (kube=None) on a
+- heady-reactive / heady-predictive: the operator's own ClusterState and IncrementalPlanner on a
   virtual clock, planning with the pure `plan_levels` and the TransitionModel exactly as in the
   cluster. Every resize it plans takes effect `delay` seconds later, then the simulator feeds
   the resized pod back to the controller as a pod watch event would. Reconciles run at trace
