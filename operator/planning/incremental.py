@@ -80,13 +80,21 @@ class IncrementalPlanner:
         self._signals_of: dict[ServiceKey, dict[Hashable, Signal]] = {}
         self._contrib: dict[PodKey, tuple[str, int, int]] = {}  # node, cpu, memory counted at baseline
         self._base_used: dict[str, list[int]] = {}
-        self._granted_on: dict[str, set[PodKey]] = {}  # pods of granted services, by node
+        # Pods that may go to peak (their service is granted; running, fitting QoS, feasible), by
+        # node, with the sum of what peak adds: room is then checked in O(1) when all fit.
+        self._cands_on: dict[str, set[PodKey]] = {}
+        self._cand_sum: dict[str, list[int]] = {}  # node -> [cpu, memory, pods whose extra < 0]
+        self._cand_of: dict[PodKey, tuple[str, int, int]] = {}
         # Decisions.
         self._demand: dict[ServiceKey, Demand] = {}
         self._rank: dict[ServiceKey, Rank] = {}
         self._wanting: set[ServiceKey] = set()
-        self._granted: dict[ServiceKey, int] = {}  # granted service -> position in the ranking
+        self._wanting_high: set[ServiceKey] = set()  # of them, high priorities (the capped ones)
+        self._granted: set[ServiceKey] = set()
         self._high_granted: list[ServiceKey] = []
+        self._extra: dict[PodKey, tuple[int, int]] = {}  # what going to peak adds to a pod's requests
+        self._peak_on: dict[str, set[PodKey]] = {}
+        self._blocked_on: dict[str, set[PodKey]] = {}
         self._waiting: dict[ServiceKey, str] = {}  # service -> waiting message
         self._at_peak: set[PodKey] = set()
         self._capacity_blocked: set[PodKey] = set()
@@ -140,23 +148,24 @@ class IncrementalPlanner:
             if pod is None or old.node != pod.node:
                 self._at_peak.discard(key)  # its new node (if any) decides again
                 self._capacity_blocked.discard(key)
+                if old.node is not None:
+                    self._peak_on.get(old.node, set()).discard(key)
+                    self._blocked_on.get(old.node, set()).discard(key)
             self._pods_of.get(old.service, set()).discard(key)
             if old.node is not None:
                 self._pods_on.get(old.node, set()).discard(key)
-                self._granted_on.get(old.node, set()).discard(key)
                 self._dirty_nodes.add(old.node)
             self._dirty_decisions.add(old.service)
         if pod is None:
             self.pods.pop(key, None)
             self._uncount(key)
+            self._sync_candidate(key)
             self._dirty_pods.add(key)
             return
         self.pods[key] = pod
         self._pods_of.setdefault(pod.service, set()).add(key)
         if pod.node is not None:
             self._pods_on.setdefault(pod.node, set()).add(key)
-            if pod.service in self._granted:
-                self._granted_on.setdefault(pod.node, set()).add(key)
             self._dirty_nodes.add(pod.node)
         self._recount(key)
         self._dirty_pods.add(key)
@@ -165,10 +174,14 @@ class IncrementalPlanner:
     def set_node(self, name: str, node: Node | None) -> None:
         if self.nodes.get(name) == node:
             return
+        known = name in self.nodes
         if node is None:
             self.nodes.pop(name, None)
         else:
             self.nodes[name] = node
+        if known != (node is not None):
+            for pkey in self._pods_on.get(name, ()):
+                self._sync_candidate(pkey)  # a pod on an unknown node cannot go to peak
         self._dirty_nodes.add(name)
 
     def set_signal(self, key: Hashable, signal: Signal | None) -> None:
@@ -200,13 +213,49 @@ class IncrementalPlanner:
     def _recount(self, key: PodKey) -> None:
         self._uncount(key)
         pod = self.pods.get(key)
-        if pod is None or not pod.running or pod.node is None:
+        self._extra.pop(key, None)
+        if pod is None:
+            return
+        service = self.services.get(pod.service)
+        if service is not None and pod.qos is not QoS.BEST_EFFORT:
+            base = pod_requests(target_resources(pod, service, Level.BASELINE))
+            top = pod_requests(target_resources(pod, service, Level.PEAK))
+            self._extra[key] = ((top.cpu or 0) - (base.cpu or 0), (top.memory or 0) - (base.memory or 0))
+        self._sync_candidate(key)
+        if not pod.running or pod.node is None:
             return
         cpu, mem = self._count_of(pod)
         self._contrib[key] = (pod.node, cpu, mem)
         used = self._base_used.setdefault(pod.node, [0, 0])
         used[0] += cpu
         used[1] += mem
+        self._dirty_nodes.add(pod.node)
+
+    def _sync_candidate(self, key: PodKey) -> None:
+        held = self._cand_of.pop(key, None)
+        if held is not None:
+            node, cpu, mem = held
+            self._cands_on[node].discard(key)
+            acc = self._cand_sum[node]
+            acc[0] -= cpu
+            acc[1] -= mem
+            acc[2] -= cpu < 0 or mem < 0
+            self._dirty_nodes.add(node)
+        pod = self.pods.get(key)
+        if (
+            pod is None
+            or pod.node is None
+            or pod.service not in self._granted
+            or self._eligible(pod) is not None
+        ):
+            return
+        cpu, mem = self._extra.get(key, (0, 0))
+        self._cand_of[key] = (pod.node, cpu, mem)
+        self._cands_on.setdefault(pod.node, set()).add(key)
+        acc = self._cand_sum.setdefault(pod.node, [0, 0, 0])
+        acc[0] += cpu
+        acc[1] += mem
+        acc[2] += cpu < 0 or mem < 0
         self._dirty_nodes.add(pod.node)
 
     def _uncount(self, key: PodKey) -> None:
@@ -268,8 +317,11 @@ class IncrementalPlanner:
                 if key in self._granted:
                     self._mark_nodes_of(key)  # its place among the services sharing a node moved
             self._rank[key] = rank
+            self._wanting_high.discard(key)
             if d.wants:
                 self._wanting.add(key)
+                if service.priority >= self.policy.high_priority:
+                    self._wanting_high.add(key)
             else:
                 self._wanting.discard(key)
             if old is None or old.reason != d.reason or old.message != d.message or old.signal != d.signal:
@@ -314,45 +366,34 @@ class IncrementalPlanner:
         return self._deadlines[0][0] if self._deadlines else None
 
     def _plan_ranking(self) -> None:
+        """Every service that wants peak gets it, except high priorities past the cap (ranked)."""
         self._rank_dirty = False
-        ranked = sorted(self._wanting, key=self._rank.__getitem__)
-        granted: dict[ServiceKey, int] = {}
-        high: list[ServiceKey] = []
-        waiting: list[ServiceKey] = []
-        policy = self.policy
-        for key in ranked:
-            d = self._demand[key]
-            if d.service.priority >= policy.high_priority and len(high) >= policy.max_high_escalations:
-                waiting.append(key)
-                continue
-            granted[key] = len(granted)
-            if d.service.priority >= policy.high_priority:
-                high.append(key)
-        for key in self._granted.keys() ^ granted.keys():
-            self._regrant(key, key in granted)
-        names = ", ".join(k[1] for k in high)
+        high = sorted(self._wanting_high, key=self._rank.__getitem__)
+        cap = max(0, self.policy.max_high_escalations)
+        top, waiting = high[:cap], high[cap:]
+        granted = (self._wanting - self._wanting_high) | set(top)
+        changed = self._granted ^ granted
+        self._granted = granted
+        for key in changed:
+            self._regrant(key)
+        names = ", ".join(k[1] for k in top)
         new_waiting = {
-            key: f"waiting: {len(high)} high-priority escalations in flight ({names}); {self._demand[key].message}"
+            key: f"waiting: {len(top)} high-priority escalations in flight ({names}); {self._demand[key].message}"
             for key in waiting
         }
         for key in self._waiting.keys() | new_waiting.keys():
             if self._waiting.get(key) != new_waiting.get(key):
                 self._dirty_decisions.add(key)
                 self._dirty_pods.update(self._pods_of.get(key, ()))
-        self._granted, self._high_granted, self._waiting = granted, high, new_waiting
+        self._high_granted, self._waiting = top, new_waiting
 
-    def _regrant(self, key: ServiceKey, granted: bool) -> None:
+    def _regrant(self, key: ServiceKey) -> None:
         for pkey in self._pods_of.get(key, ()):
-            pod = self.pods[pkey]
             self._dirty_pods.add(pkey)
-            if pod.node is None:
-                continue
-            self._dirty_nodes.add(pod.node)
-            on = self._granted_on.setdefault(pod.node, set())
-            if granted:
-                on.add(pkey)
-            else:
-                on.discard(pkey)
+            self._sync_candidate(pkey)
+            node = self.pods[pkey].node
+            if node is not None:
+                self._dirty_nodes.add(node)
         self._dirty_decisions.add(key)
 
     def _eligible(self, pod: Pod) -> Reason | None:
@@ -370,46 +411,49 @@ class IncrementalPlanner:
     def _allocate(self, name: str) -> None:
         """Room on one node, granted pods in rank order (then by name), as plan_levels does it."""
         node = self.nodes.get(name)
-        members = self._granted_on.get(name, set())
+        cands = self._cands_on.get(name)
         peak: set[PodKey] = set()
         blocked: set[PodKey] = set()
-        if node is not None and members:
+        if node is not None and cands:
             held = self._base_used.get(name, (0, 0))
             used = [held[0] + (node.reserved.cpu or 0), held[1] + (node.reserved.memory or 0)]
-            order = sorted(
-                (self._granted[self.pods[k].service], k)
-                for k in members
-                if self._eligible(self.pods[k]) is None
-            )
-            for _, pkey in order:
-                pod = self.pods[pkey]
-                service = self.services[pod.service]
-                base = pod_requests(target_resources(pod, service, Level.BASELINE))
-                top = pod_requests(target_resources(pod, service, Level.PEAK))
-                extra_cpu = (top.cpu or 0) - (base.cpu or 0)
-                extra_mem = (top.memory or 0) - (base.memory or 0)
-                cpu_ok = node.allocatable.cpu is None or used[0] + extra_cpu <= node.allocatable.cpu
-                mem_ok = node.allocatable.memory is None or used[1] + extra_mem <= node.allocatable.memory
-                if cpu_ok and mem_ok:
-                    used[0] += extra_cpu
-                    used[1] += extra_mem
-                    peak.add(pkey)
-                else:
-                    blocked.add(pkey)
-        for pkey in self._pods_on.get(name, ()):
-            was_peak, was_blocked = pkey in self._at_peak, pkey in self._capacity_blocked
-            is_peak, is_blocked = pkey in peak, pkey in blocked
-            if was_peak != is_peak or was_blocked != is_blocked:
-                self._dirty_pods.add(pkey)
-                self._dirty_decisions.add(self.pods[pkey].service)
-                if is_peak:
-                    self._at_peak.add(pkey)
-                else:
-                    self._at_peak.discard(pkey)
-                if is_blocked:
-                    self._capacity_blocked.add(pkey)
-                else:
-                    self._capacity_blocked.discard(pkey)
+            cap_cpu, cap_mem = node.allocatable.cpu, node.allocatable.memory
+            extra = self._cand_sum[name]
+            if (
+                (cap_cpu is None or used[0] + extra[0] <= cap_cpu)
+                and (cap_mem is None or used[1] + extra[1] <= cap_mem)
+                and extra[2] == 0
+            ):
+                peak = set(cands)  # room for all of them: the order cannot matter
+            else:
+                rank, pods, cand_of = self._rank, self.pods, self._cand_of
+                for pkey in sorted(cands, key=lambda k: (rank[pods[k].service], k)):
+                    _, extra_cpu, extra_mem = cand_of[pkey]
+                    cpu_ok = cap_cpu is None or used[0] + extra_cpu <= cap_cpu
+                    mem_ok = cap_mem is None or used[1] + extra_mem <= cap_mem
+                    if cpu_ok and mem_ok:
+                        used[0] += extra_cpu
+                        used[1] += extra_mem
+                        peak.add(pkey)
+                    else:
+                        blocked.add(pkey)
+        old_peak = self._peak_on.get(name, set())
+        old_blocked = self._blocked_on.get(name, set())
+        for pkey in (peak ^ old_peak) | (blocked ^ old_blocked):
+            self._dirty_pods.add(pkey)
+            pod = self.pods.get(pkey)
+            if pod is not None:
+                self._dirty_decisions.add(pod.service)
+            if pkey in peak:
+                self._at_peak.add(pkey)
+            else:
+                self._at_peak.discard(pkey)
+            if pkey in blocked:
+                self._capacity_blocked.add(pkey)
+            else:
+                self._capacity_blocked.discard(pkey)
+        self._peak_on[name] = peak
+        self._blocked_on[name] = blocked
 
     def _pod_reason(self, pod: Pod) -> Reason | None:
         """plan_levels' per-pod reason for a granted service's pod held at baseline."""
