@@ -37,6 +37,7 @@ from heady_operator.planning.arena import (
     plan_admission,
     plan_rebalance,
     resource_plan,
+    session_value,
 )
 from heady_operator.planning.battle import BattleRecord, TemplateQuestionGenerator, run_battle
 from heady_operator.planning.risk import assess_risk
@@ -89,7 +90,7 @@ class ArenaController:
         self.kube = kube
         self.clock = clock
         self.sessions: dict[Key, SessionEntry] = {}
-        self.quota = Quota.of(settings.arena_quota_cpu, settings.arena_quota_memory_gib)
+        self.quota = Quota.of(settings.arena_quota_cpu, settings.arena_quota_memory_gib, settings.arena_quota_gpu)
         self.memory: Any = None  # ResilientMemory when Postgres is configured
         self._wake = asyncio.Event()
         self._last_rebalance = time.monotonic()
@@ -108,6 +109,7 @@ class ArenaController:
         if event == "DELETED" or meta.get("deletionTimestamp"):
             # Deleting a session releases its quota at once; the next pass admits the queue.
             self.sessions.pop(key, None)
+            metrics.forget_session(*key)
             self.kick()
             return
         try:
@@ -133,15 +135,16 @@ class ArenaController:
         self.kick()
 
     def on_quota(self, data: Mapping[str, str] | None) -> None:
-        """The quota ConfigMap (keys cpu, memoryGiB) overrides the operator settings."""
+        """The quota ConfigMap (keys cpu, memoryGiB, gpu) overrides the operator settings."""
         data = data or {}
         try:
             cpu = float(data.get("cpu", self.settings.arena_quota_cpu))
             mem = float(data.get("memoryGiB", self.settings.arena_quota_memory_gib))
+            gpu = int(data.get("gpu", self.settings.arena_quota_gpu))
         except ValueError:
             log.warning("ignoring unreadable arena quota ConfigMap: %s", data)
             return
-        quota = Quota.of(cpu, mem)
+        quota = Quota.of(cpu, mem, max(gpu, 0))
         if quota != self.quota:
             self.quota = quota
             self.kick()
@@ -262,9 +265,16 @@ class ArenaController:
                     admitted=_cond(status, "Admitted"),
                     admitted_at=admitted_at,
                     finished=finished,
+                    value=session_value(entry.spec.value.expected_roi, entry.spec.value.strategic_alignment)
+                    if entry.spec.value is not None
+                    else session_value(None, None),
+                    gpus=plan.gpu_devices,
                 )
             )
         admission = plan_admission(demands, self.quota, now)
+        self._queue_metrics(admission)
+        if self.memory is not None:
+            metrics.MEMORY_AVAILABLE.set(1 if self.memory.available else 0)
         preempted_by = {p.key: p for p in admission.preemptions}
 
         rebalance_due = time.monotonic() - self._last_rebalance >= self.settings.rebalance_interval_seconds
@@ -314,6 +324,17 @@ class ArenaController:
             entry.status = status
         for cond, count in counts.items():
             metrics.ARENA_SESSIONS.labels(cond).set(count)
+
+    @staticmethod
+    def _queue_metrics(admission: Any) -> None:
+        queued = dict.fromkeys(sorted(set(PRIORITY_VALUES.values())), 0)
+        oldest = 0.0
+        for decision in admission.pending:
+            queued[decision.priority] = queued.get(decision.priority, 0) + 1
+            oldest = max(oldest, decision.waiting_seconds or 0.0)
+        for priority, count in queued.items():
+            metrics.ARENA_QUEUED.labels(str(priority)).set(count)
+        metrics.ARENA_QUEUE_OLDEST.set(oldest)
 
     async def _session_status(
         self,

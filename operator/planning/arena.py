@@ -123,37 +123,75 @@ def resource_plan(priority: PriorityLevel | int, overall_risk: float, requires_g
 
 @dataclass(frozen=True)
 class Quota:
-    """The cluster-wide budget that admitted arena sessions share."""
+    """The cluster-wide budget that admitted arena sessions share.
+
+    gpus is an extended-resource quota in whole devices; 0 means sessions that need a GPU are
+    never admitted (ExceedsQuota says so), which is right for a cluster without GPUs.
+    """
 
     cpu_millis: int
     memory_bytes: int
+    gpus: int = 0
 
     @classmethod
-    def of(cls, cpu: float, memory_gib: float) -> Quota:
-        return cls(cpu_millis=round(cpu * 1000), memory_bytes=round(memory_gib * GIB))
+    def of(cls, cpu: float, memory_gib: float, gpus: int = 0) -> Quota:
+        return cls(cpu_millis=round(cpu * 1000), memory_bytes=round(memory_gib * GIB), gpus=gpus)
 
     def describe(self) -> str:
-        return f"{self.cpu_millis / 1000:g} CPU, {self.memory_bytes / GIB:g} GiB memory"
+        text = f"{self.cpu_millis / 1000:g} CPU, {self.memory_bytes / GIB:g} GiB memory"
+        return text + (f", {self.gpus} GPU" if self.gpus else "")
 
 
 @dataclass(frozen=True)
 class Usage:
     cpu_millis: int = 0
     memory_bytes: int = 0
+    gpus: int = 0
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(self.cpu_millis + other.cpu_millis, self.memory_bytes + other.memory_bytes)
+        return Usage(
+            self.cpu_millis + other.cpu_millis, self.memory_bytes + other.memory_bytes, self.gpus + other.gpus
+        )
 
     def __sub__(self, other: Usage) -> Usage:
-        return Usage(self.cpu_millis - other.cpu_millis, self.memory_bytes - other.memory_bytes)
+        return Usage(
+            self.cpu_millis - other.cpu_millis, self.memory_bytes - other.memory_bytes, self.gpus - other.gpus
+        )
 
     def covers(self, need: Usage) -> bool:
-        return self.cpu_millis >= need.cpu_millis and self.memory_bytes >= need.memory_bytes
+        return (
+            self.cpu_millis >= need.cpu_millis
+            and self.memory_bytes >= need.memory_bytes
+            and self.gpus >= need.gpus
+        )
+
+
+# The seeds' ROITaskAllocator orders tasks by ROI x strategic alignment. A factor a session does
+# not state counts as the middle of its range, so an unstated value is neutral: stating a high
+# value moves a session up its priority's queue, stating a low one moves it down.
+NEUTRAL_FACTOR = 0.5
+# Values are compared rounded, so 0.3 x 0.3 and 0.09 tie (and age decides) instead of float noise.
+VALUE_DIGITS = 6
+
+
+def session_value(expected_roi: float | None, strategic_alignment: float | None) -> float:
+    """ROI x alignment (each 0..1), the seeds' ordering key within one priority."""
+    roi = NEUTRAL_FACTOR if expected_roi is None else expected_roi
+    alignment = NEUTRAL_FACTOR if strategic_alignment is None else strategic_alignment
+    for name, factor in (("expectedROI", roi), ("strategicAlignment", alignment)):
+        if not 0.0 <= factor <= 1.0:
+            raise ValueError(f"{name} must be within 0..1, got {factor}")
+    return round(roi * alignment, VALUE_DIGITS)
 
 
 @dataclass(frozen=True)
 class SessionDemand:
-    """One ArenaSession as admission sees it; `queued_at` orders sessions of equal priority."""
+    """One ArenaSession as admission sees it.
+
+    Within one priority, `value` (ROI x alignment) orders sessions, then `queued_at`. Every
+    resource dimension the plan has is a demand against the quota: CPU and memory always, GPUs
+    (whole devices) when the session asks for them.
+    """
 
     key: str
     priority: int
@@ -163,10 +201,12 @@ class SessionDemand:
     admitted: bool = False
     admitted_at: datetime | None = None
     finished: bool = False
+    value: float = NEUTRAL_FACTOR * NEUTRAL_FACTOR
+    gpus: int = 0
 
     @property
     def usage(self) -> Usage:
-        return Usage(self.cpu_millis, self.memory_bytes)
+        return Usage(self.cpu_millis, self.memory_bytes, self.gpus)
 
 
 class AdmissionState(StrEnum):
@@ -193,6 +233,8 @@ class Decision:
     reason: AdmissionReason
     message: str
     queue_position: int | None = None
+    priority: int = 0
+    value: float = 0.0
     # How long a pending session has been queued (for a queue-wait metric; kept out of the
     # message so the status does not change on every pass).
     waiting_seconds: float | None = None
@@ -247,8 +289,9 @@ class AdmissionPlan:
         return tuple(d.key for d in self.decisions if d.state is AdmissionState.FINISHED and d.changed)
 
 
-def _queue_order(s: SessionDemand) -> tuple[int, datetime, str]:
-    return (-s.priority, s.queued_at, s.key)
+def _queue_order(s: SessionDemand) -> tuple[int, float, datetime, str]:
+    # Priority first, then value (ROI x alignment), then age; the key makes the order total.
+    return (-s.priority, -s.value, s.queued_at, s.key)
 
 
 def _victim_order(s: SessionDemand) -> tuple[int, float, str]:
@@ -270,6 +313,8 @@ def _shortfall(need: Usage, free: Usage, quota: Quota) -> str:
             f"needs {_gib(need.memory_bytes)} GiB memory, {_gib(max(free.memory_bytes, 0))} free "
             f"of {quota.memory_bytes / GIB:g}"
         )
+    if need.gpus > free.gpus:
+        parts.append(f"needs {need.gpus} GPU, {max(free.gpus, 0)} free of {quota.gpus}")
     return "; ".join(parts)
 
 
@@ -279,7 +324,14 @@ def _beyond(need: Usage, quota: Quota) -> str:
         parts.append(f"needs {_cores(need.cpu_millis)} CPU, the quota is {quota.cpu_millis / 1000:g}")
     if need.memory_bytes > quota.memory_bytes:
         parts.append(f"needs {_gib(need.memory_bytes)} GiB memory, the quota is {quota.memory_bytes / GIB:g}")
+    if need.gpus > quota.gpus:
+        parts.append(f"needs {need.gpus} GPU, the GPU quota is {quota.gpus}")
     return "; ".join(parts)
+
+
+def _describe(usage: Usage) -> str:
+    text = f"{_cores(usage.cpu_millis)} CPU, {_gib(usage.memory_bytes)} GiB memory"
+    return text + (f", {usage.gpus} GPU" if usage.gpus else "")
 
 
 def _choose_victims(need: Usage, free: Usage, candidates: list[SessionDemand]) -> list[SessionDemand] | None:
@@ -303,14 +355,15 @@ def _choose_victims(need: Usage, free: Usage, candidates: list[SessionDemand]) -
 
 
 def plan_admission(sessions: Iterable[SessionDemand], quota: Quota, now: datetime) -> AdmissionPlan:
-    """Admit by priority then age within the quota, preempting strictly lower priorities.
+    """Admit by priority, then value (ROI x alignment), then age within the quota, preempting
+    strictly lower priorities.
 
     - Finished sessions release their quota.
     - If a lowered quota no longer covers the admitted sessions, the lowest-priority, most
       recently admitted are pushed back to the queue until it does (the quota is a promise).
-    - Pending sessions are considered highest priority first, oldest first. One that fits is
-      admitted. Within a priority the queue is strict: once one waits, younger ones of that
-      priority wait behind it, so a stream of small sessions cannot starve a large one.
+    - Pending sessions are considered highest priority first, then highest value, then oldest.
+      One that fits (CPU, memory and GPUs) is admitted. Within a priority the queue is strict:
+      once one waits, the ones after it in that priority's queue wait behind it, so a stream of small sessions cannot starve a large one.
       Across priorities it is best effort: a lower-priority session that fits may pass a
       blocked higher-priority one (idle quota helps nobody), which can take the room back by
       preemption once that is enough.
@@ -325,12 +378,12 @@ def plan_admission(sessions: Iterable[SessionDemand], quota: Quota, now: datetim
         raise ValueError("session keys must be unique")
     finished = [s for s in all_sessions if s.finished]
     active = [s for s in all_sessions if not s.finished]
-    capacity = Usage(quota.cpu_millis, quota.memory_bytes)
+    capacity = Usage(quota.cpu_millis, quota.memory_bytes, quota.gpus)
 
     admitted: dict[str, SessionDemand] = {s.key: s for s in active if s.admitted}
     used = sum((s.usage for s in admitted.values()), Usage())
     preempted: dict[str, Preemption] = {}
-    queue: list[tuple[tuple[int, datetime, str], SessionDemand]] = [
+    queue: list[tuple[tuple[int, float, datetime, str], SessionDemand]] = [
         (_queue_order(s), s) for s in active if not s.admitted
     ]
 
@@ -372,7 +425,7 @@ def plan_admission(sessions: Iterable[SessionDemand], quota: Quota, now: datetim
         for victim in victims:
             message = (
                 f"preempted by {session.key} (priority {session.priority} > {victim.priority}) "
-                f"to make room for {_cores(need.cpu_millis)} CPU, {_gib(need.memory_bytes)} GiB memory"
+                f"to make room for {_describe(need)}"
             )
             preempted[victim.key] = Preemption(victim.key, session.key, AdmissionReason.PREEMPTED, message)
             del admitted[victim.key]
@@ -395,16 +448,15 @@ def plan_admission(sessions: Iterable[SessionDemand], quota: Quota, now: datetim
         )
     for s in active:
         if s.key in admitted:
-            message = (
-                f"admitted with {_cores(s.cpu_millis)} CPU, {_gib(s.memory_bytes)} GiB memory "
-                f"of {quota.describe()}"
-            )
+            message = f"admitted with {_describe(s.usage)} of {quota.describe()}; value {s.value:g}"
             decisions.append(
                 Decision(
                     s.key,
                     AdmissionState.ADMITTED,
                     AdmissionReason.QUOTA_RESERVED,
                     message,
+                    priority=s.priority,
+                    value=s.value,
                     changed=not s.admitted,
                 )
             )
@@ -416,7 +468,7 @@ def plan_admission(sessions: Iterable[SessionDemand], quota: Quota, now: datetim
             message = f"can never be admitted: {_beyond(s.usage, quota)}"
         elif s.key in held and free.covers(s.usage):
             reason = AdmissionReason.WAITING_FOR_QUOTA
-            message = f"waiting behind {held[s.key]}, queued earlier at the same priority"
+            message = f"waiting behind {held[s.key]}, ahead in the same priority's queue (value, then age)"
         else:
             reason = AdmissionReason.WAITING_FOR_QUOTA
             message = f"waiting for quota: {_shortfall(s.usage, free, quota)}"
@@ -425,6 +477,7 @@ def plan_admission(sessions: Iterable[SessionDemand], quota: Quota, now: datetim
             final_preemptions.append(preemption)
             reason = preemption.reason
             message = f"{preemption.message}; {message}"
+        message += f"; value {s.value:g}"
         decisions.append(
             Decision(
                 s.key,
@@ -432,6 +485,8 @@ def plan_admission(sessions: Iterable[SessionDemand], quota: Quota, now: datetim
                 reason,
                 message,
                 queue_position=position,
+                priority=s.priority,
+                value=s.value,
                 waiting_seconds=max((now - s.queued_at).total_seconds(), 0.0),
                 behind=held.get(s.key),
                 changed=s.admitted,
