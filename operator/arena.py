@@ -90,7 +90,9 @@ class ArenaController:
         self.kube = kube
         self.clock = clock
         self.sessions: dict[Key, SessionEntry] = {}
-        self.quota = Quota.of(settings.arena_quota_cpu, settings.arena_quota_memory_gib, settings.arena_quota_gpu)
+        self.quota = Quota.of(
+            settings.arena_quota_cpu, settings.arena_quota_memory_gib, settings.arena_quota_gpu
+        )
         self.memory: Any = None  # ResilientMemory when Postgres is configured
         self._wake = asyncio.Event()
         self._last_rebalance = time.monotonic()

@@ -102,7 +102,10 @@ def input_series(
     out = []
     for target in targets:
         for s in after:
-            first = start.get((s.name, s.labels), 0.0 if s.name.endswith(("_total", "_count", "_sum", "_bucket")) else s.value)
+            first = start.get(
+                (s.name, s.labels),
+                0.0 if s.name.endswith(("_total", "_count", "_sum", "_bucket")) else s.value,
+            )
             labels = scraped(s, target.job, target.namespace, target.instance)
             out.append(
                 {
@@ -157,7 +160,9 @@ def run_checks(
     }
     path = tmp / "promtool-test.yaml"
     path.write_text(yaml.safe_dump(test, sort_keys=False, width=1_000_000))
-    result = subprocess.run([promtool(), "test", "rules", str(path)], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [promtool(), "test", "rules", str(path)], capture_output=True, text=True, check=False
+    )
     if result.returncode != 0:
         output = result.stdout + result.stderr
         failed = [c.description for c in checks if c.expr in output.replace('\\"', '"')]

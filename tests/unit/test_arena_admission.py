@@ -224,7 +224,10 @@ def test_within_a_priority_the_queue_is_strict() -> None:
     assert plan.newly_admitted == ("low",)
     small = plan.decision("small")
     assert (small.behind, small.queue_position) == ("big", 2)
-    assert small.message == "waiting behind big, ahead in the same priority's queue (value, then age); value 0.25"
+    assert (
+        small.message
+        == "waiting behind big, ahead in the same priority's queue (value, then age); value 0.25"
+    )
     # Held and short of quota anyway: the shortfall is the more useful message.
     smaller = plan.decision("smaller")
     assert smaller.behind == "big"
@@ -364,7 +367,11 @@ def test_nobody_waits_who_could_be_admitted(world: tuple[list[SessionDemand], Qu
             # Held behind an older session of its priority that is itself still waiting.
             ahead = by_key[d.behind]
             assert ahead.priority == waiting.priority
-            assert (-ahead.value, ahead.queued_at, ahead.key) < (-waiting.value, waiting.queued_at, waiting.key)
+            assert (-ahead.value, ahead.queued_at, ahead.key) < (
+                -waiting.value,
+                waiting.queued_at,
+                waiting.key,
+            )
             assert ahead.key not in plan.admitted
             assert plan.decision(ahead.key).behind is None
             continue

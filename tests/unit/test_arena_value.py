@@ -84,7 +84,7 @@ def test_spec_value_parses_with_the_crd_spelling() -> None:
     )
     assert spec.value is not None
     assert (spec.value.expected_roi, spec.value.strategic_alignment) == (0.9, 0.8)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="less than or equal to 1"):
         ArenaSessionSpec.model_validate({"repos": [{"name": "a"}], "value": {"expectedROI": 1.2}})
 
 

@@ -79,7 +79,9 @@ def exercise(step: int) -> None:
     m.INGEST_EVENTS.labels("redis", "applied").inc(10)
     m.INGEST_DEAD_LETTERS.inc()
     m.MEMORY_AVAILABLE.set(1)
-    m.set_service_capacity("demo", "web", cpu_cores=3, memory_bytes=6 * 2**30, peak_cpu_cores=4, peak_memory_bytes=8 * 2**30)
+    m.set_service_capacity(
+        "demo", "web", cpu_cores=3, memory_bytes=6 * 2**30, peak_cpu_cores=4, peak_memory_bytes=8 * 2**30
+    )
     m.EVENT_LOOP_LAG.observe(0.002)
     m.RESIZE_QUEUE_DEPTH.labels("escalation").set(3)
     m.RESIZE_QUEUE_DEPTH.labels("background").set(1)
@@ -156,10 +158,19 @@ def test_every_heady_metric_is_on_the_dashboard_or_an_alert(series: list[dict[st
         for sample in registry_samples()
         if sample.name.startswith("heady_")
     }
-    base = {n.removesuffix("_total").removesuffix("_bucket").removesuffix("_count").removesuffix("_sum") for n in used}
+    base = {
+        n.removesuffix("_total").removesuffix("_bucket").removesuffix("_count").removesuffix("_sum")
+        for n in used
+    }
     # Counted for debugging and the chaos Events; their dashboard view is the verdicts panel.
-    not_charted = {"heady_resize_requests", "heady_escalations", "heady_relaxations", "heady_attention_events",
-                   "heady_chaos_restores", "heady_arena_risk"}
+    not_charted = {
+        "heady_resize_requests",
+        "heady_escalations",
+        "heady_relaxations",
+        "heady_attention_events",
+        "heady_chaos_restores",
+        "heady_arena_risk",
+    }
     assert registered - base - not_charted == set()
 
 
