@@ -228,6 +228,11 @@ def forget_service(namespace: str, name: str) -> None:
     for gauge in _PER_SERVICE_RESOURCE:
         for resource in _RESOURCES:
             _remove(gauge, namespace, name, resource)
+    forget_health(namespace, name)
+
+
+def forget_health(namespace: str, name: str) -> None:
+    """Drop a service's health-check series (its check was removed, or the service)."""
     _remove(SERVICE_UP, namespace, name)
     for result in ("success", "failure"):
         _remove(HEALTH_PROBE_SECONDS, namespace, name, result)
