@@ -39,8 +39,15 @@ from heady_operator.planning.arena import (
     resource_plan,
     session_value,
 )
-from heady_operator.planning.battle import BattleRecord, TemplateQuestionGenerator, run_battle
-from heady_operator.planning.risk import assess_risk
+from heady_operator.planning.battle import (
+    SIMILAR_KEPT,
+    SIMILAR_THRESHOLD,
+    BattleRecord,
+    BattleRound,
+    TemplateQuestionGenerator,
+    run_battle,
+)
+from heady_operator.planning.risk import PRECEDENT_THRESHOLD, assess_risk
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
@@ -64,6 +71,8 @@ OWNED = frozenset(
     }
 )
 UTILIZATION_ANNOTATION = "heady.io/utilization"
+# The memory entry that describes a session's work (what precedents are looked up against).
+SESSION_ENTITY = "session"
 
 
 def _cond(status: Mapping[str, Any], type_: str) -> bool:
@@ -82,6 +91,55 @@ class SessionEntry:
     status: dict[str, Any] = field(default_factory=dict)
     battle: BattleRecord | None = None
     written: dict[str, Any] = field(default_factory=dict)
+    # Best similarity of this session to past ones in memory (HeadyRisk's precedent): None
+    # while unknown (no memory, or memory down when it was looked up).
+    precedent: float | None = None
+    precedent_looked_up: bool = False
+
+
+def operation_text(spec: ArenaSessionSpec) -> str:
+    """What a session works on, as memory compares sessions: its repos (and branches) and services.
+
+    The name is left out on purpose: two sessions on the same repos and services are the same
+    kind of work whatever they are called.
+    """
+    repos = ", ".join(f"{r.name}@{r.branch}" for r in spec.repos)
+    services = ", ".join(spec.services) or "none"
+    return f"arena session on repos {repos}; services {services}"
+
+
+class ArenaBattleMemory:
+    """HeadyBattle's memory: similar concepts of the session (>= 0.7) and its rounds, in pgvector."""
+
+    def __init__(self, memory: Any, embedder: Any, session: str, repos: str, risk: float) -> None:
+        self.memory, self.embedder = memory, embedder
+        self.session, self.repos, self.risk = session, repos, risk
+
+    async def similar(self, text: str) -> tuple[str, ...]:
+        found = await self.memory.find_similar(
+            self.session, self.embedder.embed_one(text), SIMILAR_THRESHOLD, SIMILAR_KEPT
+        )
+        return tuple(entry.content for entry in found)
+
+    async def remember(self, played: BattleRound) -> None:
+        from heady_operator.storage.memory import MemoryRecord
+
+        texts = [("battle_question", played.question)]
+        if played.answer is not None:
+            texts.append(("battle_answer", played.answer))
+        for entity_type, text in texts:
+            await self.memory.store(
+                MemoryRecord(
+                    session=self.session,
+                    repo_name=self.repos,
+                    entity_type=entity_type,
+                    entity_id=str(played.depth),
+                    content=text,
+                    embedding=self.embedder.embed_one(text),
+                    battle_depth=played.depth,
+                    risk_score=self.risk,
+                )
+            )
 
 
 class ArenaController:
@@ -239,13 +297,14 @@ class ArenaController:
             await self._read_quota()
             self._quota_read = True
         now = self.clock()
+        await self._look_up_precedents()
         demands: list[SessionDemand] = []
         plans = {}
         risks = {}
         for key, entry in self.sessions.items():
             if entry.spec is None:
                 continue
-            risk = assess_risk(entry.spec.risk)
+            risk = assess_risk(entry.spec.risk, entry.precedent)
             plan = resource_plan(entry.spec.priority, risk.overall, entry.spec.requires_gpu)
             risks[key], plans[key] = risk, plan
             status = entry.status
@@ -327,6 +386,30 @@ class ArenaController:
         for cond, count in counts.items():
             metrics.ARENA_SESSIONS.labels(cond).set(count)
 
+    async def _look_up_precedents(self) -> None:
+        """HeadyRisk's precedent: the best similarity (>= 0.8) of a session to past sessions.
+
+        Looked up once, before the session is first admitted (its resource plan depends on its
+        risk, and an admitted session keeps its plan). Memory down: the precedent stays unknown
+        and novelty counts in full (assess_risk's fallback); looked up again next pass.
+        """
+        if self.memory is None or self.embedder is None:
+            return
+        for key, entry in self.sessions.items():
+            if entry.spec is None or entry.precedent_looked_up:
+                continue
+            if _cond(entry.status, "Admitted") or not self.memory.available:
+                entry.precedent_looked_up = _cond(entry.status, "Admitted")
+                continue
+            found = await self.memory.find_precedents(
+                _key_text(key), self.embedder.embed_one(operation_text(entry.spec)), PRECEDENT_THRESHOLD, 20
+            )
+            if not self.memory.available:
+                continue  # the lookup hit an outage: [] says nothing
+            sessions = [e for e in found if e.entity_type == SESSION_ENTITY]
+            entry.precedent = round(max((e.similarity for e in sessions), default=0.0), 6)
+            entry.precedent_looked_up = True
+
     @staticmethod
     def _queue_metrics(admission: Any) -> None:
         queued = dict.fromkeys(sorted(set(PRIORITY_VALUES.values())), 0)
@@ -402,6 +485,7 @@ class ArenaController:
                 status["allocation"] = change.to_status()
                 await self._event(entry.body, change.reason, change.message)
             if "battle" not in prev:
+                await self._remember(key, entry, risk.overall)
                 record = await run_battle(
                     entry.body["metadata"]["name"],
                     [r.name for r in entry.spec.repos],
@@ -409,10 +493,10 @@ class ArenaController:
                     TemplateQuestionGenerator(),
                     risk,
                     services=entry.spec.services,
+                    memory=self._battle_memory(key, entry, risk.overall),
                 )
                 status["battle"] = record.to_status()
                 entry.battle = record
-                await self._remember(key, entry, record, risk.overall)
         else:
             pre = preempted_by.get(_key_text(key))
             if pre is not None:
@@ -446,26 +530,31 @@ class ArenaController:
         status["conditions"] = conds
         return status
 
-    async def _remember(self, key: Key, entry: SessionEntry, record: BattleRecord, risk: float) -> None:
-        if self.memory is None:
+    def _battle_memory(self, key: Key, entry: SessionEntry, risk: float) -> ArenaBattleMemory | None:
+        if self.memory is None or self.embedder is None or entry.spec is None:
+            return None
+        repos = ",".join(r.name for r in entry.spec.repos)
+        return ArenaBattleMemory(self.memory, self.embedder, _key_text(key), repos, risk)
+
+    async def _remember(self, key: Key, entry: SessionEntry, risk: float) -> None:
+        """The admitted session itself, so later sessions find it as their precedent."""
+        if self.memory is None or self.embedder is None or entry.spec is None:
             return
         from heady_operator.storage.memory import MemoryRecord
 
-        embedder = self.embedder
-        for round_ in record.rounds:
-            text = round_.question
-            await self.memory.store(
-                MemoryRecord(
-                    session=_key_text(key),
-                    repo_name=",".join(r.name for r in entry.spec.repos) if entry.spec else "",
-                    entity_type="battle_question",
-                    entity_id=str(round_.depth),
-                    content=text,
-                    embedding=embedder.embed_one(text),
-                    battle_depth=round_.depth,
-                    risk_score=risk,
-                )
+        text = operation_text(entry.spec)
+        await self.memory.store(
+            MemoryRecord(
+                session=_key_text(key),
+                repo_name=",".join(r.name for r in entry.spec.repos),
+                entity_type=SESSION_ENTITY,
+                entity_id="operation",
+                content=text,
+                embedding=self.embedder.embed_one(text),
+                battle_depth=0,
+                risk_score=risk,
             )
+        )
 
     embedder: Any = None
 
