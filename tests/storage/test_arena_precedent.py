@@ -97,7 +97,9 @@ async def test_memory_down_leaves_the_precedent_unknown(arena: ArenaController, 
         # The outage fallback: no precedent, novelty counts in full, the session still runs.
         assert strategic(arena, "during") == (0.925, None)
         assert arena.memory is not None and not arena.memory.available
-        conditions = {c["type"]: c["status"] for c in arena.sessions[("arena", "during")].status["conditions"]}
+        conditions = {
+            c["type"]: c["status"] for c in arena.sessions[("arena", "during")].status["conditions"]
+        }
         assert conditions["Admitted"] == "True"
         assert conditions["MemoryAvailable"] == "False"
     finally:
