@@ -18,6 +18,7 @@ import pytest
 
 from heady_operator.arena import ArenaController, operation_text
 from heady_operator.config import Settings
+from heady_operator.metrics import REGISTRY
 from heady_operator.models.arena import ArenaSessionSpec
 from heady_operator.storage.embedder import HashingEmbedder
 from heady_operator.storage.resilient import ResilientMemory
@@ -90,6 +91,7 @@ async def test_a_past_session_on_the_same_work_lowers_novelty(arena: ArenaContro
 async def test_memory_down_leaves_the_precedent_unknown(arena: ArenaController, postgres: Any) -> None:
     arena.on_session("ADDED", session("first", ["shop"], ["checkout"]))
     await arena.reconcile()
+    assert REGISTRY.get_sample_value("heady_memory_available") == 1
     postgres.stop()
     try:
         arena.on_session("ADDED", session("during", ["shop"], ["checkout"]))
@@ -102,6 +104,7 @@ async def test_memory_down_leaves_the_precedent_unknown(arena: ArenaController, 
         }
         assert conditions["Admitted"] == "True"
         assert conditions["MemoryAvailable"] == "False"
+        assert REGISTRY.get_sample_value("heady_memory_available") == 0
     finally:
         postgres.start()
 
