@@ -148,9 +148,7 @@ class ArenaController:
         self.kube = kube
         self.clock = clock
         self.sessions: dict[Key, SessionEntry] = {}
-        self.quota = Quota.of(
-            settings.arena_quota_cpu, settings.arena_quota_memory_gib, settings.arena_quota_gpu
-        )
+        self.quota = self._quota_from({})
         self.memory: Any = None  # ResilientMemory when Postgres is configured
         self._wake = asyncio.Event()
         self._last_rebalance = time.monotonic()
@@ -195,19 +193,32 @@ class ArenaController:
         self.kick()
 
     def on_quota(self, data: Mapping[str, str] | None) -> None:
-        """The quota ConfigMap (keys cpu, memoryGiB, gpu) overrides the operator settings."""
-        data = data or {}
+        """The quota ConfigMap (keys cpu, memoryGiB, gpu, storageGB, bandwidthMbps, connections)
+        overrides the operator settings."""
         try:
-            cpu = float(data.get("cpu", self.settings.arena_quota_cpu))
-            mem = float(data.get("memoryGiB", self.settings.arena_quota_memory_gib))
-            gpu = int(data.get("gpu", self.settings.arena_quota_gpu))
+            quota = self._quota_from(data or {})
         except ValueError:
             log.warning("ignoring unreadable arena quota ConfigMap: %s", data)
             return
-        quota = Quota.of(cpu, mem, max(gpu, 0))
         if quota != self.quota:
             self.quota = quota
             self.kick()
+
+    def _quota_from(self, data: Mapping[str, str]) -> Quota:
+        s = self.settings
+
+        def number(key: str, default: float | None) -> float | None:
+            return float(data[key]) if key in data else default
+
+        connections = number("connections", s.arena_quota_connections)
+        return Quota.of(
+            number("cpu", s.arena_quota_cpu) or 0.0,
+            number("memoryGiB", s.arena_quota_memory_gib) or 0.0,
+            max(int(number("gpu", s.arena_quota_gpu) or 0), 0),
+            storage_gb=number("storageGB", s.arena_quota_storage_gb),
+            bandwidth_mbps=number("bandwidthMbps", s.arena_quota_bandwidth_mbps),
+            connections=None if connections is None else int(connections),
+        )
 
     # ------------------------------------------------------------------ loop
 
@@ -330,6 +341,9 @@ class ArenaController:
                     if entry.spec.value is not None
                     else session_value(None, None),
                     gpus=plan.gpu_devices,
+                    storage_gb=plan.storage_total_gb,
+                    bandwidth_mbps=plan.bandwidth_whole_mbps,
+                    connections=plan.network_connections,
                 )
             )
         admission = plan_admission(demands, self.quota, now)

@@ -71,8 +71,20 @@ class ResourcePlan:
 
     @property
     def gpu_devices(self) -> int:
-        """GPUs are scheduled as whole devices."""
+        """GPUs are scheduled as whole devices: a fractional plan is rounded up (1.6 -> 2), since
+        an extended resource cannot be shared and rounding down would starve the session."""
         return math.ceil(round(self.gpu, 6))
+
+    @property
+    def storage_total_gb(self) -> int:
+        """Vector, cache and persistent storage together, in whole GB (rounded up)."""
+        return math.ceil(
+            round(self.storage_vector_gb + self.storage_cache_gb + self.storage_persistent_gb, 6)
+        )
+
+    @property
+    def bandwidth_whole_mbps(self) -> int:
+        return math.ceil(round(self.network_bandwidth_mbps, 6))
 
     def to_status(self) -> dict[str, object]:
         return {
@@ -121,25 +133,79 @@ def resource_plan(priority: PriorityLevel | int, overall_risk: float, requires_g
 # --- admission -------------------------------------------------------------------------------
 
 
+# A quota dimension nobody limits (storage and network unless configured).
+UNLIMITED = 2**62
+# The dimensions beyond CPU and memory: (Usage field, unit in messages).
+EXTRA_DIMENSIONS: tuple[tuple[str, str], ...] = (
+    ("gpus", "GPU"),
+    ("storage_gb", "GB storage"),
+    ("bandwidth_mbps", "Mbps bandwidth"),
+    ("connections", "connections"),
+)
+
+
 @dataclass(frozen=True)
 class Quota:
-    """The cluster-wide budget that admitted arena sessions share.
+    """The cluster-wide budget that admitted arena sessions share, on every dimension of the
+    resource plan.
 
     gpus is an extended-resource quota in whole devices; 0 means sessions that need a GPU are
-    never admitted (ExceedsQuota says so), which is right for a cluster without GPUs.
+    never admitted (ExceedsQuota says so), which is right for a cluster without GPUs. Storage
+    (GB: vector + cache + persistent), bandwidth (Mbps) and connections are unlimited unless set.
     """
 
     cpu_millis: int
     memory_bytes: int
     gpus: int = 0
+    storage_gb: int = UNLIMITED
+    bandwidth_mbps: int = UNLIMITED
+    connections: int = UNLIMITED
 
     @classmethod
-    def of(cls, cpu: float, memory_gib: float, gpus: int = 0) -> Quota:
-        return cls(cpu_millis=round(cpu * 1000), memory_bytes=round(memory_gib * GIB), gpus=gpus)
+    def of(
+        cls,
+        cpu: float,
+        memory_gib: float,
+        gpus: int = 0,
+        *,
+        storage_gb: float | None = None,
+        bandwidth_mbps: float | None = None,
+        connections: int | None = None,
+    ) -> Quota:
+        def limit(value: float | None) -> int:
+            return UNLIMITED if value is None else math.floor(value)
+
+        return cls(
+            cpu_millis=round(cpu * 1000),
+            memory_bytes=round(memory_gib * GIB),
+            gpus=gpus,
+            storage_gb=limit(storage_gb),
+            bandwidth_mbps=limit(bandwidth_mbps),
+            connections=limit(connections),
+        )
+
+    @property
+    def capacity(self) -> Usage:
+        return Usage(
+            self.cpu_millis,
+            self.memory_bytes,
+            self.gpus,
+            self.storage_gb,
+            self.bandwidth_mbps,
+            self.connections,
+        )
+
+    def limits(self, field_: str) -> bool:
+        """Whether the quota constrains this extra dimension (and messages should mention it)."""
+        value = getattr(self, field_)
+        return bool(value) and value != UNLIMITED if field_ == "gpus" else value != UNLIMITED
 
     def describe(self) -> str:
         text = f"{self.cpu_millis / 1000:g} CPU, {self.memory_bytes / GIB:g} GiB memory"
-        return text + (f", {self.gpus} GPU" if self.gpus else "")
+        for field_, unit in EXTRA_DIMENSIONS:
+            if self.limits(field_):
+                text += f", {getattr(self, field_)} {unit}"
+        return text
 
 
 @dataclass(frozen=True)
@@ -147,23 +213,28 @@ class Usage:
     cpu_millis: int = 0
     memory_bytes: int = 0
     gpus: int = 0
+    storage_gb: int = 0
+    bandwidth_mbps: int = 0
+    connections: int = 0
+
+    def _values(self) -> tuple[int, ...]:
+        return (
+            self.cpu_millis,
+            self.memory_bytes,
+            self.gpus,
+            self.storage_gb,
+            self.bandwidth_mbps,
+            self.connections,
+        )
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            self.cpu_millis + other.cpu_millis, self.memory_bytes + other.memory_bytes, self.gpus + other.gpus
-        )
+        return Usage(*(a + b for a, b in zip(self._values(), other._values(), strict=True)))
 
     def __sub__(self, other: Usage) -> Usage:
-        return Usage(
-            self.cpu_millis - other.cpu_millis, self.memory_bytes - other.memory_bytes, self.gpus - other.gpus
-        )
+        return Usage(*(a - b for a, b in zip(self._values(), other._values(), strict=True)))
 
     def covers(self, need: Usage) -> bool:
-        return (
-            self.cpu_millis >= need.cpu_millis
-            and self.memory_bytes >= need.memory_bytes
-            and self.gpus >= need.gpus
-        )
+        return all(a >= b for a, b in zip(self._values(), need._values(), strict=True))
 
 
 # The seeds' ROITaskAllocator orders tasks by ROI x strategic alignment. A factor a session does
@@ -203,10 +274,20 @@ class SessionDemand:
     finished: bool = False
     value: float = NEUTRAL_FACTOR * NEUTRAL_FACTOR
     gpus: int = 0
+    storage_gb: int = 0
+    bandwidth_mbps: int = 0
+    connections: int = 0
 
     @property
     def usage(self) -> Usage:
-        return Usage(self.cpu_millis, self.memory_bytes, self.gpus)
+        return Usage(
+            self.cpu_millis,
+            self.memory_bytes,
+            self.gpus,
+            self.storage_gb,
+            self.bandwidth_mbps,
+            self.connections,
+        )
 
 
 class AdmissionState(StrEnum):
@@ -313,8 +394,10 @@ def _shortfall(need: Usage, free: Usage, quota: Quota) -> str:
             f"needs {_gib(need.memory_bytes)} GiB memory, {_gib(max(free.memory_bytes, 0))} free "
             f"of {quota.memory_bytes / GIB:g}"
         )
-    if need.gpus > free.gpus:
-        parts.append(f"needs {need.gpus} GPU, {max(free.gpus, 0)} free of {quota.gpus}")
+    for field_, unit in EXTRA_DIMENSIONS:
+        wanted, left = getattr(need, field_), getattr(free, field_)
+        if wanted > left:
+            parts.append(f"needs {wanted} {unit}, {max(left, 0)} free of {getattr(quota, field_)}")
     return "; ".join(parts)
 
 
@@ -324,14 +407,21 @@ def _beyond(need: Usage, quota: Quota) -> str:
         parts.append(f"needs {_cores(need.cpu_millis)} CPU, the quota is {quota.cpu_millis / 1000:g}")
     if need.memory_bytes > quota.memory_bytes:
         parts.append(f"needs {_gib(need.memory_bytes)} GiB memory, the quota is {quota.memory_bytes / GIB:g}")
-    if need.gpus > quota.gpus:
-        parts.append(f"needs {need.gpus} GPU, the GPU quota is {quota.gpus}")
+    for field_, unit in EXTRA_DIMENSIONS:
+        wanted, limit = getattr(need, field_), getattr(quota, field_)
+        if wanted > limit:
+            parts.append(f"needs {wanted} {unit}, the {unit.split()[-1]} quota is {limit}")
     return "; ".join(parts)
 
 
-def _describe(usage: Usage) -> str:
+def _describe(usage: Usage, quota: Quota | None = None) -> str:
+    """CPU and memory, plus the GPUs a session takes and any dimension the quota limits."""
     text = f"{_cores(usage.cpu_millis)} CPU, {_gib(usage.memory_bytes)} GiB memory"
-    return text + (f", {usage.gpus} GPU" if usage.gpus else "")
+    for field_, unit in EXTRA_DIMENSIONS:
+        amount = getattr(usage, field_)
+        if (field_ == "gpus" and amount) or (field_ != "gpus" and quota is not None and quota.limits(field_)):
+            text += f", {amount} {unit}"
+    return text
 
 
 def _choose_victims(need: Usage, free: Usage, candidates: list[SessionDemand]) -> list[SessionDemand] | None:
@@ -378,7 +468,7 @@ def plan_admission(sessions: Iterable[SessionDemand], quota: Quota, now: datetim
         raise ValueError("session keys must be unique")
     finished = [s for s in all_sessions if s.finished]
     active = [s for s in all_sessions if not s.finished]
-    capacity = Usage(quota.cpu_millis, quota.memory_bytes, quota.gpus)
+    capacity = quota.capacity
 
     admitted: dict[str, SessionDemand] = {s.key: s for s in active if s.admitted}
     used = sum((s.usage for s in admitted.values()), Usage())
@@ -425,7 +515,7 @@ def plan_admission(sessions: Iterable[SessionDemand], quota: Quota, now: datetim
         for victim in victims:
             message = (
                 f"preempted by {session.key} (priority {session.priority} > {victim.priority}) "
-                f"to make room for {_describe(need)}"
+                f"to make room for {_describe(need, quota)}"
             )
             preempted[victim.key] = Preemption(victim.key, session.key, AdmissionReason.PREEMPTED, message)
             del admitted[victim.key]
@@ -448,7 +538,7 @@ def plan_admission(sessions: Iterable[SessionDemand], quota: Quota, now: datetim
         )
     for s in active:
         if s.key in admitted:
-            message = f"admitted with {_describe(s.usage)} of {quota.describe()}; value {s.value:g}"
+            message = f"admitted with {_describe(s.usage, quota)} of {quota.describe()}; value {s.value:g}"
             decisions.append(
                 Decision(
                     s.key,
