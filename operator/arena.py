@@ -44,6 +44,7 @@ from heady_operator.planning.battle import (
     SIMILAR_THRESHOLD,
     BattleRecord,
     BattleRound,
+    QuestionGenerator,
     TemplateQuestionGenerator,
     run_battle,
 )
@@ -150,6 +151,8 @@ class ArenaController:
         self.sessions: dict[Key, SessionEntry] = {}
         self.quota = self._quota_from({})
         self.memory: Any = None  # ResilientMemory when Postgres is configured
+        # Who asks (and maybe answers) HeadyBattle's questions; e.g. storage.llm.HttpQuestionGenerator.
+        self.questions: QuestionGenerator = TemplateQuestionGenerator()
         self._wake = asyncio.Event()
         self._last_rebalance = time.monotonic()
         self._rebalances = 0
@@ -504,7 +507,7 @@ class ArenaController:
                     entry.body["metadata"]["name"],
                     [r.name for r in entry.spec.repos],
                     entry.spec.battle_depth,
-                    TemplateQuestionGenerator(),
+                    self.questions,
                     risk,
                     services=entry.spec.services,
                     memory=self._battle_memory(key, entry, risk.overall),

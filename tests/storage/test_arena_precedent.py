@@ -20,6 +20,7 @@ from heady_operator.arena import ArenaController, operation_text
 from heady_operator.config import Settings
 from heady_operator.metrics import REGISTRY
 from heady_operator.models.arena import ArenaSessionSpec
+from heady_operator.planning.battle import BattleContext, Turn
 from heady_operator.storage.embedder import HashingEmbedder
 from heady_operator.storage.resilient import ResilientMemory
 
@@ -112,3 +113,50 @@ async def test_memory_down_leaves_the_precedent_unknown(arena: ArenaController, 
 def test_operation_text_ignores_the_name() -> None:
     a = ArenaSessionSpec.model_validate(session("a", ["shop"], ["checkout"])["spec"])
     assert operation_text(a) == "arena session on repos shop@main; services checkout"
+
+
+class Answering:
+    """Answers every question about the checkout; masters the topic at depth 2."""
+
+    name = "answering"
+
+    def __init__(self) -> None:
+        self.similar: list[tuple[str, ...]] = []
+
+    async def turn(self, depth: int, context: BattleContext) -> Turn:
+        self.similar.append(context.similar)
+        return Turn(
+            f"Q{depth}?", answer=f"the checkout canary covers payments, round {depth}", mastery=depth == 2
+        )
+
+    async def synthesize(self, context: BattleContext) -> str:
+        return "synthesis"
+
+
+async def test_battle_answers_are_stored_and_found_again(arena: ArenaController, dsn: str) -> None:
+    generator = Answering()
+    arena.questions = generator
+    body = session("battle", ["shop"], ["checkout"])
+    body["spec"]["battleDepth"] = 5  # type: ignore[index]
+    arena.on_session("ADDED", body)
+    await arena.reconcile()
+    battle = arena.sessions[("arena", "battle")].status["battle"]
+    # Mastery at depth 2 ends the battle before the depth of 5.
+    assert [r["depth"] for r in battle["rounds"]] == [1, 2]
+    assert battle["stopped"] == "Mastery"
+    assert battle["synthesis"]["confidence"] == 1.0
+    # Round 2 looked up round 1's answer (similarity >= 0.7 in pgvector) and found it.
+    assert generator.similar[0] == ()
+    assert "the checkout canary covers payments, round 1" in generator.similar[1]
+    conn = await asyncpg.connect(dsn)
+    try:
+        answers = await conn.fetch(
+            "SELECT entity_id, content FROM arena_embeddings "
+            "WHERE session = 'arena/battle' AND entity_type = 'battle_answer' ORDER BY entity_id"
+        )
+    finally:
+        await conn.close()
+    assert [(r["entity_id"], r["content"]) for r in answers] == [
+        ("1", "the checkout canary covers payments, round 1"),
+        ("2", "the checkout canary covers payments, round 2"),
+    ]
