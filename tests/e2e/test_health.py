@@ -15,9 +15,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 from kubernetes import client
+from kubernetes_asyncio import client as aclient
+from kubernetes_asyncio import config as aconfig
 
 from heady_operator.health import HealthChecks
-from heady_operator.kube.client import Kube, connect
+from heady_operator.kube.client import Kube
 from tests.harness import Cluster
 
 pytestmark = pytest.mark.k8s
@@ -49,9 +51,20 @@ class Server:
 
 
 @pytest.fixture
-async def kube(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Kube]:
-    monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
-    k = await connect()
+async def kube(cluster: Cluster) -> AsyncIterator[Kube]:
+    # The operator's own client type, on the test cluster's kubeconfig (kubernetes_asyncio reads
+    # $KUBECONFIG at import, so the file is passed explicitly).
+    cfg = aclient.Configuration()
+    await aconfig.load_kube_config(config_file=str(cluster.kubeconfig), client_configuration=cfg)
+    api = aclient.ApiClient(configuration=cfg)
+    k = Kube(
+        api=api,
+        core=aclient.CoreV1Api(api),
+        custom=aclient.CustomObjectsApi(api),
+        apps=aclient.AppsV1Api(api),
+        batch=aclient.BatchV1Api(api),
+        networking=aclient.NetworkingV1Api(api),
+    )
     yield k
     await k.close()
 
