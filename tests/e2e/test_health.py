@@ -37,9 +37,12 @@ class Server:
         self.port = free_port()
         self.runner: web.AppRunner | None = None
 
+    async def ok(self, _: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
     async def start(self) -> None:
         app = web.Application()
-        app.router.add_get("/healthz", lambda _: web.Response(text="ok"))  # type: ignore[arg-type,return-value]
+        app.router.add_get("/healthz", self.ok)
         self.runner = web.AppRunner(app)
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
