@@ -172,7 +172,11 @@ class HealthChecks:
                     result = await probe_tcp(host, real_port, timeout)
                 else:
                     if self._session is None:
-                        self._session = aiohttp.ClientSession()
+                        # A fresh connection per probe: a kept-alive one would say nothing about
+                        # whether the service still accepts connections.
+                        self._session = aiohttp.ClientSession(
+                            connector=aiohttp.TCPConnector(force_close=True)
+                        )
                     result = await probe_http(self._session, host, real_port, entry.check.http_path, timeout)
             await self._record(key, entry, result)
         except asyncio.CancelledError:
