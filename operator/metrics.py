@@ -122,6 +122,30 @@ INGEST_BACKLOG = Gauge(
     "Attention stream entries not yet read or not yet acknowledged by the operator's consumer group.",
     registry=REGISTRY,
 )
+RESIZE_QUEUE_DEPTH = Gauge(
+    "heady_resize_queue_depth",
+    "Pod resizes waiting to be sent, by lane (escalation: to peak; background: relax and settle).",
+    ["lane"],
+    registry=REGISTRY,
+)
+EVENT_LOOP_LAG = Histogram(
+    "heady_event_loop_lag_seconds",
+    "How late the operator's event loop runs a timer (a step that holds the loop shows here).",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+    registry=REGISTRY,
+)
+PLAN_MISMATCH = Counter(
+    "heady_plan_mismatch_total",
+    "Periodic checks where the incremental planner disagreed with the full planner (should stay 0).",
+    registry=REGISTRY,
+)
+LOOP_ERRORS = Counter(
+    "heady_loop_errors_total",
+    "Exceptions caught in the operator's loops (each isolated to one object or one pass), by loop.",
+    ["loop"],
+    registry=REGISTRY,
+)
+
 ARENA_QUEUED = Gauge(
     "heady_arena_queued",
     "Arena sessions waiting for admission, by priority value.",
@@ -156,23 +180,6 @@ CAPACITY_PEAK = Gauge(
     "heady_capacity_peak_requests",
     "Requests the managed pods would hold if always at peak, in cores (cpu) or bytes (memory).",
     ["namespace", "service", "resource"],
-    registry=REGISTRY,
-)
-EVENT_LOOP_LAG = Histogram(
-    "heady_event_loop_lag_seconds",
-    "How late the operator's event loop runs a timer scheduled to fire now (a blocked loop shows here).",
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
-    registry=REGISTRY,
-)
-RESIZE_QUEUE_DEPTH = Gauge(
-    "heady_resize_queue_depth",
-    "Pod resizes waiting to be sent, by lane (escalation, background).",
-    ["lane"],
-    registry=REGISTRY,
-)
-PLAN_MISMATCH = Counter(
-    "heady_plan_mismatch_total",
-    "Times the incremental planner disagreed with the full planner (the oracle) and was corrected.",
     registry=REGISTRY,
 )
 LEADER = Gauge(

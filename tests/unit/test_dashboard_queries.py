@@ -64,6 +64,7 @@ def exercise(step: int) -> None:
     m.PREDICTIONS.labels("miss").inc(1)
     m.PLAN_SECONDS.observe(0.002)
     m.PLAN_MISMATCH.inc()
+    m.LOOP_ERRORS.labels("reporter").inc()
     m.ARENA_SESSIONS.labels("Running").set(2)
     m.ARENA_RISK.labels("demo", "s1", "overall").set(0.4)
     m.ARENA_QUEUED.labels("80").set(1)
