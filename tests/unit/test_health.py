@@ -207,7 +207,7 @@ async def test_unreachable_service_turns_unhealthy_after_exactly_the_failures_an
         services.clear()  # deleted: its series go with it
         await step(checks, clock, 1)
         assert key not in checks.entries
-        assert b'service="web"' not in generate_latest(metrics.REGISTRY)
+        assert b'namespace="health",service="web"' not in generate_latest(metrics.REGISTRY)
     finally:
         await checks.close()
 

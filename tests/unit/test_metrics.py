@@ -94,6 +94,6 @@ async def test_arena_queue_gauges_and_deleted_sessions() -> None:
     arena.on_session("DELETED", session("a"))
     await arena.reconcile()
     assert m.REGISTRY.get_sample_value("heady_arena_queued", {"priority": "80"}) == 0
-    assert 'session="a"' not in served()
+    assert 'namespace="metrics",session="a"' not in served()
     arena.on_session("DELETED", session("b"))
     assert 'namespace="metrics"' not in served()
