@@ -54,6 +54,14 @@ class Settings(BaseSettings):
     # Arena sessions.
     arena_quota_cpu: float = Field(default=32.0, gt=0.0)
     arena_quota_memory_gib: float = Field(default=64.0, gt=0.0)
+    # Whole GPU devices all admitted sessions may use together (an extended-resource quota);
+    # 0: sessions with requiresGPU wait as ExceedsQuota.
+    arena_quota_gpu: int = Field(default=0, ge=0)
+    # Storage (GB, vector + cache + persistent), bandwidth (Mbps) and connections of all admitted
+    # sessions together; unset: not limited.
+    arena_quota_storage_gb: float | None = Field(default=None, gt=0.0)
+    arena_quota_bandwidth_mbps: float | None = Field(default=None, gt=0.0)
+    arena_quota_connections: int | None = Field(default=None, gt=0)
     arena_quota_configmap: str = "heady-arena-quota"
     rebalance_interval_seconds: float = Field(default=30.0, gt=0.0)
     rebalance_jitter: float = Field(default=0.0, ge=0.0, le=0.3)

@@ -8,9 +8,10 @@ from typing import Any
 
 import kopf
 
-from heady_operator import http, ingest
+from heady_operator import http, ingest, metrics
 from heady_operator.arena import ArenaController
 from heady_operator.config import Settings
+from heady_operator.health import run_health_checks
 from heady_operator.kube import client
 from heady_operator.kube.escalation_api import KubeEscalationApi
 from heady_operator.kube.models_store import load_model, save_model_forever
@@ -72,7 +73,10 @@ async def _start_loops(
         asyncio.create_task(save_model_forever(kube, cfg, model), name="model-saver"),
         asyncio.create_task(arena.run(), name="arena-loop"),
         asyncio.create_task(watch_loop_lag(), name="loop-lag"),
+        asyncio.create_task(run_health_checks(cfg, kube, state.service_bodies), name="health-checks"),
     ]
+    # One replica acts (leader election is not built yet): it leads.
+    metrics.LEADER.set(1)
     memo["tasks"] = tasks
     # One consistent first listing before the first plan: a restart must not relax what it has not seen.
     tasks += await feeds.start(feeds.informers(kube, state, cfg.namespace_list))

@@ -152,6 +152,7 @@ class Reporter:
             await self._transition_events(key, body, entry.status, decision)
             metrics.PODS_AT_PEAK.labels(*key).set(status.get("podsAtPeak", 0))
             metrics.PODS_MANAGED.labels(*key).set(status.get("podsTotal", 0))
+            self._capacity(key, pods)
         elif entry.error and self._errors.get(key) != entry.error:
             reason = "InvalidSpec" if entry.spec is None else "WorkloadNotReady"
             await self.api.post_event(body, reason, entry.error, "Warning")
@@ -166,6 +167,30 @@ class Reporter:
                 self._written_at[key] = self.monotonic()
             merged = {**entry.status, **status}
             entry.status = {k: v for k, v in merged.items() if v is not None}
+
+    def _capacity(self, key: ServiceKey, pods: list[PodKey]) -> None:
+        """What the service's running pods request now, beside what always-peak would."""
+        service = self.planner.services.get(key)
+        if service is None:
+            return
+        cpu = mem = peak_cpu = peak_mem = 0
+        for pkey in pods:
+            record = self.planner.pods.get(pkey)
+            if record is None or not record.running:
+                continue
+            for c in record.containers:
+                cpu += (c.requests.cpu if c.requests.cpu is not None else c.limits.cpu) or 0
+                mem += (c.requests.memory if c.requests.memory is not None else c.limits.memory) or 0
+                peak = service.peak.get(c.name)
+                peak_cpu += (peak.cpu if peak and peak.cpu is not None else c.requests.cpu) or 0
+                peak_mem += (peak.memory if peak and peak.memory is not None else c.requests.memory) or 0
+        metrics.set_service_capacity(
+            *key,
+            cpu_cores=cpu / 1000,
+            memory_bytes=mem,
+            peak_cpu_cores=peak_cpu / 1000,
+            peak_memory_bytes=peak_mem,
+        )
 
     async def _transition_events(
         self, key: ServiceKey, body: dict[str, Any], status: Mapping[str, Any], now_: ServiceDecision

@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 WorkloadKey = tuple[str, str, str]  # (namespace, kind, name)
 SignalKey = tuple[str, str]
 UNOWNED: ServiceKey = ("", "")  # pods no HeadyService manages: room taken on their node
+# Conditions the escalation reporter writes on a HeadyService; others belong to other loops.
+OWN_CONDITIONS = frozenset({"Ready", "Progressing", "Degraded", "TunnelRouted", "Conflict"})
 # A signal may not reach further than this into the future (a "never" such as year 9999 included).
 MAX_SIGNAL_HORIZON = timedelta(days=366)
 
@@ -185,6 +187,17 @@ class ClusterState:
         )
         old = self.services.get(key)
         annotations = {str(k): str(v) for k, v in (meta.get("annotations") or {}).items()}
+        if old is not None:
+            # Conditions other writers own (Healthy, from the health checks) are kept, so the
+            # reporter's next status carries them instead of wiping them.
+            theirs = [
+                c
+                for c in (body.get("status") or {}).get("conditions") or []
+                if c.get("type") not in OWN_CONDITIONS
+            ]
+            ours = [c for c in old.status.get("conditions") or [] if c.get("type") in OWN_CONDITIONS]
+            if theirs or "conditions" in old.status:
+                old.status["conditions"] = ours + theirs
         if (
             old is not None
             and old.spec == spec
@@ -453,6 +466,19 @@ class ClusterState:
         if self._service_of_workload.get(wkey) != service:
             return []
         return sorted(self._pods_of_workload.get(wkey, ()))
+
+    def service_bodies(self) -> list[dict[str, Any]]:
+        """HeadyServices as the health checks read them (no I/O: from this cache)."""
+        out = []
+        for entry in self.services.values():
+            if entry.spec is None or entry.spec.health_check is None:
+                continue
+            body = entry.ref.body()
+            body["metadata"]["generation"] = entry.ref.generation
+            body["spec"] = entry.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+            body["status"] = entry.status
+            out.append(body)
+        return out
 
     def cpu_requests_of(self, namespace: str, services: list[str]) -> dict[str, int]:
         """Running pods of these HeadyServices with their CPU requests (for arena utilization)."""
