@@ -305,6 +305,7 @@ class IncrementalPlanner:
                 if self._demand.pop(key, None) is not None:
                     self._rank.pop(key, None)
                     self._wanting.discard(key)
+                    self._wanting_high.discard(key)
                     self._rank_dirty = True
                 continue
             signals = list(self._signals_of.get(key, {}).values())
