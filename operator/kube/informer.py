@@ -22,6 +22,7 @@ import msgspec
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from heady_operator import metrics
 from heady_operator.kube.objects import ObjectMeta, RawEvent, RawList, Status
 
 log = logging.getLogger(__name__)
@@ -110,11 +111,12 @@ class Informer(Generic[T]):
             finally:
                 resp.release()
             for raw in page.items:
-                obj = self._decoder.decode(raw)
+                obj = self._decode(raw)
+                if obj is None:
+                    continue
                 meta = _meta_of(obj)
-                key = (meta.namespace, meta.name)
-                seen.add(key)
-                self.on_event("ADDED", obj)
+                seen.add((meta.namespace, meta.name))
+                self._deliver("ADDED", obj)
             cont = page.metadata.continue_
             if not cont:
                 self.resource_version = page.metadata.resourceVersion
@@ -122,7 +124,7 @@ class Informer(Generic[T]):
         # After a relist: what was known and is gone was deleted while we were not watching.
         for namespace, name in self._known - seen:
             gone = msgspec.convert({"metadata": {"namespace": namespace, "name": name}}, self._kind)
-            self.on_event("DELETED", gone)
+            self._deliver("DELETED", gone)
         self._known = seen
 
     async def _watch(self) -> None:
@@ -149,7 +151,9 @@ class Informer(Generic[T]):
                 if event.type == "BOOKMARK":
                     self.resource_version = _meta_decoder.decode(event.object).metadata.resourceVersion
                     continue
-                obj = self._decoder.decode(event.object)
+                obj = self._decode(event.object)
+                if obj is None:
+                    continue
                 meta = _meta_of(obj)
                 key = (meta.namespace, meta.name)
                 if event.type == "DELETED":
@@ -157,9 +161,27 @@ class Informer(Generic[T]):
                 else:
                     self._known.add(key)
                 self.resource_version = meta.resourceVersion or self.resource_version
-                self.on_event(event.type, obj)
+                self._deliver(event.type, obj)
         finally:
             resp.release()
+
+    def _decode(self, raw: bytes | msgspec.Raw) -> T | None:
+        """One object that does not decode is skipped and counted; it must not stall the watch."""
+        try:
+            return self._decoder.decode(raw)
+        except msgspec.DecodeError as exc:
+            metrics.LOOP_ERRORS.labels("informer").inc()
+            log.error("skipped an object of %s that does not decode: %s", self.path, exc)
+            return None
+
+    def _deliver(self, event: str, obj: T) -> None:
+        """A bug triggered by one object is isolated to it: logged, counted, and the watch goes on."""
+        try:
+            self.on_event(event, obj)
+        except Exception:
+            metrics.LOOP_ERRORS.labels("informer").inc()
+            meta = _meta_of(obj)
+            log.exception("handling %s %s/%s of %s failed", event, meta.namespace, meta.name, self.path)
 
 
 def _meta_of(obj: object) -> ObjectMeta:

@@ -86,6 +86,7 @@ class Reporter:
             try:
                 await self.flush()
             except Exception:  # reporting must never take the planner down with it
+                metrics.LOOP_ERRORS.labels("reporter").inc()
                 log.exception("status report failed")
 
     async def flush(self) -> None:
@@ -108,7 +109,11 @@ class Reporter:
         due = [k for k in state.dirty_services if mono - self._written_at.get(k, -1e9) >= gap]
         for key in due:
             state.dirty_services.discard(key)
-            await self._service(key, now)
+            try:
+                await self._service(key, now)
+            except Exception:  # one object's bad luck must not hold up the others' status
+                metrics.LOOP_ERRORS.labels("reporter").inc()
+                log.exception("status of HeadyService %s/%s failed", *key)
             self.last_progress = self.monotonic()
         if mono - self._signals_scanned >= 1.0:
             self._signals_scanned = mono
@@ -123,7 +128,11 @@ class Reporter:
             await self._expire_objects(now)
         for skey in list(state.dirty_signals):
             state.dirty_signals.discard(skey)
-            await self._signal(skey, now)
+            try:
+                await self._signal(skey, now)
+            except Exception:
+                metrics.LOOP_ERRORS.labels("reporter").inc()
+                log.exception("status of AttentionSignal %s/%s failed", *skey)
         self._aggregate()
 
     # ------------------------------------------------------------------ services
