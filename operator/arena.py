@@ -144,21 +144,31 @@ class ArenaBattleMemory:
 
 
 class ArenaController:
-    def __init__(self, settings: Settings, kube: Kube | None, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        kube: Kube | None,
+        clock: Callable[[], datetime] = utcnow,
+        *,
+        pods_of: Callable[[str, list[str]], dict[str, int]] | None = None,
+        memory: Any = None,
+        embedder: Any = None,
+    ) -> None:
         self.settings = settings
         self.kube = kube
         self.clock = clock
         self.sessions: dict[Key, SessionEntry] = {}
         self.quota = self._quota_from({})
-        self.memory: Any = None  # ResilientMemory when Postgres is configured
+        self.memory: Any = memory  # ResilientMemory when Postgres is configured
+        self.embedder: Any = embedder
         # Who asks (and maybe answers) HeadyBattle's questions; e.g. storage.llm.HttpQuestionGenerator.
         self.questions: QuestionGenerator = TemplateQuestionGenerator()
         self._wake = asyncio.Event()
         self._last_rebalance = time.monotonic()
         self._rebalances = 0
         self._quota_read = False
-        # Set by the operator: namespace + HeadyService names -> {pod name: CPU request in millicores}.
-        self.pods_of: Callable[[str, list[str]], dict[str, int]] | None = None
+        # Namespace + HeadyService names -> {pod name: CPU request in millicores} (the cluster state).
+        self.pods_of = pods_of
         self._metrics_api: bool | None = None
 
     def kick(self) -> None:

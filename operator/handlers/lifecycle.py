@@ -41,9 +41,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     state = ClusterState(cfg, IncrementalPlanner(policy_of(cfg)), utcnow, model)
     escalation = Escalation(cfg, state, KubeEscalationApi(kube, reports, cfg), utcnow)
     memo["state"], memo["escalation"] = state, escalation
-    memo["arena"] = arena = ArenaController(cfg, kube)
-    arena.pods_of = state.cpu_requests_of
-    await _attach_memory(cfg, arena)
+    memory, embedder = await _memory(cfg)
+    arena = ArenaController(cfg, kube, pods_of=state.cpu_requests_of, memory=memory, embedder=embedder)
+    memo["arena"] = arena
     attention = ingest.build(cfg, state)
     memo["ingest"] = attention
     watchdog = Watchdog(escalation, attention.consumer, cfg.watchdog_stall_seconds)
@@ -86,17 +86,16 @@ async def _start_loops(
     log.info("heady-operator started; serving http on %s:%d", cfg.http_host, cfg.http_port)
 
 
-async def _attach_memory(cfg: Settings, arena: ArenaController) -> None:
+async def _memory(cfg: Settings) -> tuple[Any, Any]:
     """Arena memory in Postgres + pgvector when configured; an outage never blocks start-up."""
     if not cfg.postgres_dsn:
-        return
+        return None, None
     from heady_operator.storage.embedder import HashingEmbedder
     from heady_operator.storage.resilient import ResilientMemory
 
     memory = ResilientMemory.for_dsn(cfg.postgres_dsn, cfg.embedding_dimensions)
     await memory.start()
-    arena.memory = memory
-    arena.embedder = HashingEmbedder(cfg.embedding_dimensions)
+    return memory, HashingEmbedder(cfg.embedding_dimensions)
 
 
 @kopf.on.cleanup()

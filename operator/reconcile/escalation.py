@@ -73,13 +73,11 @@ class Escalation:
         self.held_off: dict[PodKey, tuple[float, int, str]] = {}  # pod -> (until, conflicts, actor)
         self.synced = False
         self.last_progress = monotonic()
-        self._wake = asyncio.Event()
+        self._wake = state.changed
         self._next_check = monotonic() + settings.plan_check_interval_seconds
         self._next_sweep = monotonic() + 1.0
         self._granted: dict[ServiceKey, bool] = {}
         self._background: set[asyncio.Task[None]] = set()
-        state.wake = self.kick
-        state.on_foreign_resize = self._foreign
 
     def kick(self) -> None:
         self._wake.set()
@@ -126,6 +124,8 @@ class Escalation:
             self._next_check = mono + self.settings.plan_check_interval_seconds
             world = self.planner.world()
         self.state.expire(now)
+        while self.state.foreign_resizes:
+            self._foreign(*self.state.foreign_resizes.popitem())
         delta = self.planner.plan(now)
         rounds = 0
         while self.planner.has_pending_work() and rounds < 3:

@@ -17,6 +17,7 @@ own pods.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import logging
 import time
@@ -126,13 +127,15 @@ class ClusterState:
         clock: Callable[[], datetime],
         model: TransitionModel | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        changed: asyncio.Event | None = None,
     ) -> None:
         self.settings = settings
         self.planner = planner
         self.clock = clock
         self.monotonic = monotonic
         self.model = model or TransitionModel()
-        self.wake: Callable[[], None] = lambda: None
+        # Set on every change that may need a plan; the escalation loop waits on it.
+        self.changed = changed or asyncio.Event()
         self.services: dict[ServiceKey, ServiceEntry] = {}
         self.templates: dict[WorkloadKey, tuple[ContainerResources, ...]] = {}
         self.deployment_of_rs: dict[tuple[str, str], str] = {}
@@ -142,10 +145,10 @@ class ClusterState:
         self._pods_of_rs: dict[tuple[str, str], set[PodKey]] = {}
         self._service_of_workload: dict[WorkloadKey, ServiceKey] = {}
         self.infeasible: dict[PodKey, tuple[ContainerResources, ...]] = {}
-        # What heady last set on each pod (set by the loop as it sends), and who to tell when
-        # someone else changes it.
+        # What heady last set on each pod (set by the loop as it sends), and pods someone else
+        # resized since (with who), for the loop to back off from.
         self.written: dict[PodKey, tuple[ContainerResources, ...]] = {}
-        self.on_foreign_resize: Callable[[PodKey, str], None] = lambda key, actor: None
+        self.foreign_resizes: dict[PodKey, str] = {}
         self.pending_latency: dict[ServiceKey, tuple[float, str]] = {}
         # For the reporter: what may have a new status.
         self.dirty_services: set[ServiceKey] = set()
@@ -169,7 +172,7 @@ class ClusterState:
                 self.deleted_services.add(key)
                 self.dirty_services.discard(key)
                 self.topology_changed = True
-                self.wake()
+                self.changed.set()
             return
         try:
             spec: HeadyServiceSpec | None = HeadyServiceSpec.model_validate(body.get("spec") or {})
@@ -224,7 +227,7 @@ class ClusterState:
             self.topology_changed = True
         self._remap(key, old.spec if old else None, spec)
         self._replan_service(key)
-        self.wake()
+        self.changed.set()
 
     def _remap(self, key: ServiceKey, old: HeadyServiceSpec | None, new: HeadyServiceSpec | None) -> None:
         """Keep workload -> service current; the pods of a workload that changed hands follow."""
@@ -304,7 +307,7 @@ class ClusterState:
         service = self._service_of_workload.get(wkey)
         if service is not None:
             self._replan_service(service)
-            self.wake()
+            self.changed.set()
 
     def on_replica_set(self, event: str, obj: objects.ReplicaSet) -> None:
         meta = obj.metadata
@@ -320,7 +323,7 @@ class ClusterState:
         # Pods seen before their ReplicaSet get their owner now.
         for pkey in list(self._pods_of_rs.get(rkey, ())):
             self._own(pkey, self.pods[pkey], rkey[1])
-        self.wake()
+        self.changed.set()
 
     def on_node(self, event: str, obj: objects.Node) -> None:
         name = obj.metadata.name
@@ -328,7 +331,7 @@ class ClusterState:
             self.planner.set_node(name, None)
         else:
             self.planner.set_node(name, Node(name, amount(obj.status.allocatable)))
-        self.wake()
+        self.changed.set()
 
     # ------------------------------------------------------------------ pods
 
@@ -357,7 +360,7 @@ class ClusterState:
             and key in self.written
             and containers != self.written[key]
         ):
-            self.on_foreign_resize(key, foreign_manager(meta.managedFields) or "another actor")
+            self.foreign_resizes[key] = foreign_manager(meta.managedFields) or "another actor"
         replica_set, workload = self._owner_of(meta)
         service = self._service_of_workload.get(workload, UNOWNED) if workload else UNOWNED
         record = Pod(
@@ -392,7 +395,7 @@ class ClusterState:
                 self.dirty_services.add(prev.record.service)
             entry.record = record
             self.planner.set_pod(key, record)
-            self.wake()
+            self.changed.set()
 
     def on_resized(self, obj: objects.Pod) -> None:
         """The pod as the resize response returned it: newer than any watch event so far."""
@@ -406,7 +409,7 @@ class ClusterState:
             entry.record = Pod(**{**_fields(entry.record), "infeasible_at_peak": True})
             self.planner.set_pod(key, entry.record)
             self.dirty_services.add(entry.record.service)
-            self.wake()
+            self.changed.set()
 
     def _drop_pod(self, key: PodKey) -> None:
         entry = self.pods.pop(key, None)
@@ -418,7 +421,7 @@ class ClusterState:
         self.planner.set_pod(key, None)
         if entry.record.service != UNOWNED:
             self.dirty_services.add(entry.record.service)
-        self.wake()
+        self.changed.set()
 
     def _owner_of(self, meta: objects.ObjectMeta) -> tuple[str | None, WorkloadKey | None]:
         ref = next((o for o in meta.ownerReferences if o.controller), None)
@@ -502,7 +505,7 @@ class ClusterState:
             if self.signals.pop(key, None) is not None:
                 self.planner.set_signal(key, None)
                 self.dirty_signals.discard(key)
-                self.wake()
+                self.changed.set()
             return
         existing = self.signals.get(key)
         received = existing.received if existing else self.monotonic()
@@ -592,7 +595,7 @@ class ClusterState:
                     for svc in sig.services:
                         self.pending_latency[svc] = (entry.received, sig.source)
                 self._observe(sig, now)
-        self.wake()
+        self.changed.set()
 
     # ------------------------------------------------------------------ prediction
 
