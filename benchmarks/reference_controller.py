@@ -207,6 +207,10 @@ class Reference:
         while True:
             resp: Any = await lister(*args, _preload_content=False)
             data = json.loads(await resp.read())
+            if "resourceVersion" not in (data.get("metadata") or {}):
+                log.warning("list failed (%s), again in 1 s: %s", resp.status, str(data)[:300])
+                await asyncio.sleep(1)
+                continue
             for item in data.get("items", []):
                 handle("ADDED", item)
             ready.set()
@@ -228,6 +232,7 @@ class Reference:
                     event = json.loads(line)
                     kind, obj = event["type"], event["object"]
                     if kind == "ERROR":
+                        log.warning("watch error, listing again: %s", str(obj)[:300])
                         gone = True  # 410 Gone: list again
                         break
                     rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
