@@ -8,7 +8,8 @@ peak, medium priority and cooldown 0 for heady):
   resizing pods between the two levels with 1 and with 8 PATCHes in flight, for --raw-seconds
   each: resizes/s, and per resize the PATCH response time and the time until the benchmark's
   own watch sees the new spec. (b) The same signal rates as the controllers, where a "signal" is
-  the P PATCHes to peak sent at once and P back to baseline after --attention-ms.
+  the P PATCHes to peak sent at once (8 in flight at most over all signals) and P back to
+  baseline after --attention-ms.
 - minimal: benchmarks/reference_controller.py as its own process: pod watch + AttentionSignal
   watch -> pods by service -> PATCH pods/resize, no status writes, nothing else.
 - heady: the operator process (tests/harness.py OperatorProcess, HEADY_NAMESPACES = its namespace).
@@ -96,6 +97,7 @@ HERE = Path(__file__).resolve().parent
 ATTENTION_MS = 300
 PROBE_RATE = 10.0
 SEND_CONCURRENCY = 64
+RAW_INFLIGHT = 8  # the raw system's PATCHes in flight at most (the ceiling's second setting)
 # Small pods so three namespaces of them fit the default kwok nodes (4 x 8 CPU) even at peak.
 # Burstable: heady keeps the CPU request 1m below the limit at peak and 90% of it at baseline;
 # the minimal controller and the raw client are given exactly these numbers.
@@ -374,14 +376,21 @@ class Bench:
     def raw_sender(self) -> tuple[Sender, set[asyncio.Task[None]]]:
         watch, namespace = self.watches["raw"], self.ns["raw"]
         relaxers: set[asyncio.Task[None]] = set()
+        # As many PATCHes in flight as the ceiling's knee; unbounded, an overloaded API server
+        # would queue them all and every signal would wait for all the others.
+        gate = asyncio.Semaphore(RAW_INFLIGHT)
+
+        async def patch(pod: str, level: dict[str, str]) -> None:
+            async with gate:
+                await self.patch(namespace, pod, level)
 
         async def relax(pods: list[str]) -> None:
             await asyncio.sleep(self.args.attention_ms / 1000)
-            await asyncio.gather(*(self.patch(namespace, p, BASE) for p in pods))
+            await asyncio.gather(*(patch(p, BASE) for p in pods))
 
         async def send(svc: str, name: str, expires: datetime) -> None:
             pods = sorted(watch.pods_of.get(svc, ()))
-            await asyncio.gather(*(self.patch(namespace, p, PEAK) for p in pods))
+            await asyncio.gather(*(patch(p, PEAK) for p in pods))
             task = asyncio.create_task(relax(pods))
             relaxers.add(task)
             task.add_done_callback(relaxers.discard)
@@ -1164,7 +1173,7 @@ def main() -> None:
         "--rates", nargs="+", default=["5", "10", "20", "sat"], help="signals/s; `sat`: the ceiling's rate"
     )
     parser.add_argument("--sat-factor", type=float, default=1.5, help="saturation rate x this")
-    parser.add_argument("--repeats", type=int, default=2, help="rounds per rate")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds per rate")
     parser.add_argument("--seconds", type=float, default=10, help="how long each system sends at each rate")
     parser.add_argument("--raw-seconds", type=float, default=4, help="each ceiling measurement")
     parser.add_argument("--attention-ms", type=int, default=ATTENTION_MS, help="expiry of each signal")

@@ -60,7 +60,8 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))  # appended: stdlib `o
 from kubernetes_asyncio import client as aclient
 from kubernetes_asyncio import config as aconfig
 
-from benchmarks.measure import ProcStats, histogram_quantile, pct
+from benchmarks.measure import ProcStats, RequestKey, histogram_quantile, pct, writes
+from benchmarks.measure import apiserver_requests as all_requests
 from tests.harness import (
     ROOT,
     Cluster,
@@ -432,6 +433,24 @@ async def probes(
     return sent
 
 
+async def cluster_quiet(cluster: Cluster, limit_s: float = 120) -> float:
+    """Until 2 s pass without writes (but leases and node heartbeats): kwok and the controllers
+    finish the pods' start-up before the ceiling is measured; returns the seconds waited."""
+    start = time.perf_counter()
+
+    def snapshot() -> Counter[RequestKey]:
+        return all_requests(cluster.kubectl("get", "--raw", "/metrics").stdout)
+
+    prev = await asyncio.to_thread(snapshot)
+    while time.perf_counter() - start < limit_s:
+        await asyncio.sleep(2)
+        cur = await asyncio.to_thread(snapshot)
+        if not writes(cur - prev):
+            break
+        prev = cur
+    return time.perf_counter() - start
+
+
 async def quiesce(
     cluster: Cluster, limit_s: float = QUIESCE_LIMIT_S
 ) -> tuple[float, Counter[tuple[str, str, str, str]]]:
@@ -466,6 +485,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         HEADY_NODE_PODS=str(args.node_pods),
     )
     t_cluster = time.perf_counter()
+    load_start = round(os.getloadavg()[0], 1)
     cluster = start_cluster(args.cluster)
     cluster_s = time.perf_counter() - t_cluster
     cluster.kubectl(
@@ -503,7 +523,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         schedule_s = t_run - t0
         say(f"{total} pods Running after {schedule_s:.1f} s")
 
-        # ---- the ceiling, before any operator runs
+        # ---- the ceiling, before any operator runs, once the cluster stopped writing
+        quiet_s = await cluster_quiet(cluster)
+        say(f"cluster writes stopped {quiet_s:.1f} s later")
         ceiling_pods = sorted(tracker.state)[: args.ceiling_pods]
         ceilings = []
         for k in (8, 16):
@@ -648,6 +670,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "settle_target_s": round(TARGETS["vs_ceiling"] * total / ceiling_rps, 1),
             "storm_resizes": storm_resizes,
             "storm_target_s": round(TARGETS["vs_ceiling"] * storm_resizes / ceiling_rps, 1),
+            "cluster_quiet_before_ceiling_s": round(quiet_s, 1),
+            "loadavg_1m": {"start": load_start, "end": round(os.getloadavg()[0], 1)},
             "probes": {
                 "sent": len(probe_sent),
                 "lost": probes_lost,
@@ -808,7 +832,8 @@ def write(result: dict[str, Any], stem: str) -> None:
         f"{result['cluster']['nodes']} kwok nodes, {result['date']})",
         "",
         f"Machine: {result['machine']['cpus']} cores shared by the whole control plane, kwok, the operator "
-        "and this benchmark."
+        "and this benchmark (1-minute load average at start/end: "
+        f"{result['loadavg_1m']['start']}/{result['loadavg_1m']['end']})."
         + (" The operator ran under cProfile: its times are inflated." if result.get("profile") else ""),
         "",
         f"Ceiling: {ceil['resizes_per_s']} resizes/s ({ceil['how']}; "
