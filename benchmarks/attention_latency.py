@@ -822,7 +822,16 @@ async def ingest_runs(bench: Bench) -> list[dict[str, Any]]:
                             senders[path],
                             count=max(3, int(probes * args.seconds)),
                         )
-                        load: dict[str, Any] = await asyncio.to_thread(queue.get, True, 120)
+                        try:
+                            load: dict[str, Any] = await asyncio.to_thread(queue.get, True, 60)
+                        except Exception:  # queue.Empty: its sends still hang on an overloaded server
+                            proc.terminate()
+                            load = {
+                                "sent": 0,
+                                "errors": 0,
+                                "rate": 0.0,
+                                "first_error": "load still sending 60 s later",
+                            }
                         await asyncio.to_thread(proc.join, 30)
                         spent = time.perf_counter() - t0
                         run.pop("latencies_ms")
@@ -908,7 +917,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             for rate_name in args.rates:
                 await bench.round(index, rate_name)
                 index += 1
-        ingest = await ingest_runs(bench) if {"redis", "http"} & set(args.paths) and args.ingest_rates else []
+        ingest: list[dict[str, Any]] = []
+        if {"redis", "http"} & set(args.paths) and args.ingest_rates:
+            try:
+                ingest = await ingest_runs(bench)
+            except Exception as exc:  # the three-system comparison above is kept
+                say(f"ingest runs failed: {exc!r}")
+                ingest = [{"error": repr(exc)}]
         result = {
             "benchmark": "attention_latency",
             "quick": args.quick,
@@ -1154,6 +1169,9 @@ def write(result: dict[str, Any], stem: str) -> None:
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in result["ingest"]:
+            if "error" in r:
+                lines.append(f"| failed: {r['error']} | | | | | | | | |")
+                continue
             lines.append(
                 f"| {r['path']} | {r['rate_per_s']:g} | {r['measured']} | {_v(r['p50_ms'])} | {_v(r['p99_ms'])} "
                 f"| {r['lost']} | {r['operator_cpu_cores']} | {r['redis_cpu_cores']} | {r['operator_rss_mb']} |"
