@@ -879,7 +879,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         for name in services:
             objs.append(deployment(name, namespace, args.pods, TEMPLATE_REQUESTS, LIMITS))
             if system == "heady":
-                objs.append(headyservice(name, namespace, priority="medium", cooldownSeconds=0))
+                objs.append(headyservice(name, namespace, peak=LIMITS, priority="medium", cooldownSeconds=0))
     say(f"creating 3 x {len(services)} Deployments x {args.pods} pods in {', '.join(ns.values())}")
     await asyncio.to_thread(cluster.apply, objs)
     await aconfig.load_kube_config(config_file=str(cluster.kubeconfig))

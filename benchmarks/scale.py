@@ -318,7 +318,7 @@ async def create_objects(api: aclient.ApiClient, namespace: str, names: list[str
                 "v1alpha1",
                 namespace,
                 "headyservices",
-                headyservice(name, namespace, priority="medium"),
+                headyservice(name, namespace, peak=LIMITS, priority="medium"),
                 _preload_content=False,
             )
             resp.release()
