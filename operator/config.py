@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     report_interval_seconds: float = Field(default=0.25, ge=0.0, le=10.0)
     # A HeadyService's status is patched at most this often (the first time at once).
     status_min_interval_seconds: float = Field(default=2.0, ge=0.0, le=60.0)
+    # ... and only once a change has lasted this long (a brief escalation writes nothing).
+    status_settle_seconds: float = Field(default=1.0, ge=0.0, le=60.0)
     # Resize PATCHes in flight at once (near the apiserver's knee; more only adds latency) and the
     # rate of relaxations/settling, which never take the whole control plane from escalations.
     resize_concurrency: int = Field(default=12, ge=1, le=256)

@@ -24,6 +24,7 @@ class ServiceFacts:
     conflicts: Mapping[str, str]  # pod -> the other actor resizing it
     tunnel: tuple[bool, str, str] | None
     prediction: Mapping[str, Any]
+    cooldown_seconds: int = 0
 
 
 def service_status(
@@ -55,7 +56,11 @@ def service_status(
         podsAtPeak=at_peak,
         podsAtPeakSummary=f"{at_peak}/{total}",
         escalatedSince=rfc3339(memory.escalated_since) if memory.escalated_since else None,
-        attentionUntil=rfc3339(memory.attention_until) if memory.attention_until else None,
+        # Kept while it still decides something (the cooldown), so a restart resumes it; a past
+        # attention is no news and rewrites no status.
+        attentionUntil=rfc3339(memory.attention_until)
+        if memory.attention_until and memory.attention_until + timedelta(seconds=facts.cooldown_seconds) > now
+        else None,
         restingUntil=rfc3339(memory.resting_until) if memory.resting_until else None,
         waitingReason=decision.message if decision.wants_peak and not decision.granted else None,
         prediction=dict(facts.prediction),

@@ -1,10 +1,12 @@
 """Status, Events and the tunnel config: written behind resizes, coalesced, and only when they change.
 
 - A HeadyService's status is patched at most once per `status_min_interval_seconds` (the
-  first one at once) with what a person or dashboard reads; nothing is written when the body
-  is what the object already says (a restart rewrites nothing).
+  first one at once), with what a person or dashboard reads, once a change has lasted
+  `status_settle_seconds`: an escalation that is over within that time changes no status and
+  posts no Event (the metrics count every one). Nothing is written when the body is what the
+  object already says (a restart rewrites nothing).
 - An AttentionSignal's status is written once per state (applied, expired, invalid, missing
-  service), compared with what its status already says.
+  service) that lasted `status_settle_seconds`, compared with what its status already says.
 - Reporting waits while escalations are queued or in flight (up to a second): a user's
   resize never queues behind paperwork.
 """
@@ -67,6 +69,7 @@ class Reporter:
         self.tunnel_state: dict[ServiceKey, tuple[bool, str, str]] = {}
         self._tunnel_digest = ""
         self._written_at: dict[ServiceKey, float] = {}
+        self._dirty_since: dict[tuple[str, str], float] = {}
         self._decisions: dict[ServiceKey, ServiceDecision] = {}
         self._errors: dict[ServiceKey, str | None] = {}
         self._tunnel_reported: dict[ServiceKey, str] = {}
@@ -103,12 +106,27 @@ class Reporter:
         for key in list(state.deleted_services):
             state.deleted_services.discard(key)
             metrics.forget_service(*key)
-            for cache in (self._written_at, self._decisions, self._errors, self._tunnel_reported):
+            for cache in (
+                self._written_at,
+                self._decisions,
+                self._errors,
+                self._tunnel_reported,
+                self._dirty_since,
+            ):
                 cache.pop(key, None)
         gap = self.settings.status_min_interval_seconds
-        due = [k for k in state.dirty_services if mono - self._written_at.get(k, -1e9) >= gap]
+        settle = self.settings.status_settle_seconds
+        due = []
+        for key in state.dirty_services:
+            since = self._dirty_since.setdefault(key, mono)
+            written = self._written_at.get(key)
+            # A first status goes out at once; later ones wait until the change has lasted
+            # `settle` (a blip that reverts writes nothing) and `gap` after the last write.
+            if written is None or (mono - since >= settle and mono - written >= gap):
+                due.append(key)
         for key in due:
             state.dirty_services.discard(key)
+            self._dirty_since.pop(key, None)
             try:
                 await self._service(key, now)
             except Exception:  # one object's bad luck must not hold up the others' status
@@ -127,6 +145,9 @@ class Reporter:
             )
             await self._expire_objects(now)
         for skey in list(state.dirty_signals):
+            if mono - self._dirty_since.setdefault(skey, mono) < settle:
+                continue  # a short signal then gets one status (expired), not two
+            self._dirty_since.pop(skey, None)
             state.dirty_signals.discard(skey)
             try:
                 await self._signal(skey, now)
@@ -154,6 +175,7 @@ class Reporter:
             conflicts={p[1]: self.conflicts[p] for p in pods if p in self.conflicts},
             tunnel=self.tunnel_state.get(key),
             prediction=self.state.model.stats_for(key),
+            cooldown_seconds=entry.spec.cooldown_seconds if entry.spec is not None else 0,
         )
         status = service_status(facts, decision, entry.status, now)
         body = entry.ref.body()

@@ -92,7 +92,9 @@ class FakeApi:
 def world(
     clock: Clock, services: dict[str, int], priority: str = "medium", **settings: Any
 ) -> tuple[ClusterState, Escalation, FakeApi]:
-    cfg = Settings(prediction_enabled=False, status_min_interval_seconds=0, **settings)
+    cfg = Settings(
+        prediction_enabled=False, status_min_interval_seconds=0, status_settle_seconds=0, **settings
+    )
     state = ClusterState(cfg, IncrementalPlanner(), clock, monotonic=clock.monotonic)
     api = FakeApi(state)
     esc = Escalation(cfg, state, api, clock, clock.monotonic)
@@ -403,3 +405,40 @@ async def test_ttl_counts_from_when_the_signal_was_seen_within_its_creation_seco
     state.on_signal("ADDED", objects.signal(NS, "s", {"services": ["web"], "ttlSeconds": ttl}, T0))
     sig = state.signals[(NS, "s")].signal
     assert sig is not None and sig.end == clock.now + timedelta(seconds=ttl)
+
+
+async def test_a_brief_escalation_changes_no_status_and_a_lasting_one_one_write() -> None:
+    clock = Clock()
+    state, esc, api = world(clock, {"web": 1})
+    esc.reporter.settings = esc.settings.model_copy(
+        update={"status_settle_seconds": 1.0, "status_min_interval_seconds": 2.0}
+    )
+    esc.plan_once()
+    await esc.reporter.flush()
+    first = len([1 for p, n, _ in api.statuses if n == "web"])
+    assert first == 1
+    clock.advance(3)
+    attention(state, clock, "blip", "web", 1)
+    esc.plan_once()
+    await drain(esc, lambda: len(api.resizes) == 1, "up")
+    await esc.reporter.flush()  # the change is younger than the settle time
+    clock.advance(1.1)
+    esc.plan_once()
+    await drain(esc, lambda: len(api.resizes) == 2, "down again")
+    esc.plan_once()  # the loop plans on the resize response
+    clock.advance(1.0)
+    await esc.reporter.flush()
+    assert len([1 for p, n, _ in api.statuses if n == "web"]) == first, "nothing to say about a blip"
+    assert not any(r in ("Escalated", "Relaxed") for _, r, _ in api.events)
+    attention(state, clock, "stay", "web", 60)
+    esc.plan_once()
+    await drain(esc, lambda: len(api.resizes) == 3, "up for a while")
+    esc.plan_once()
+    await esc.reporter.flush()
+    clock.advance(1.1)
+    await esc.reporter.flush()
+    clock.advance(1.1)
+    await esc.reporter.flush()
+    web = [s for p, n, s in api.statuses if n == "web"]
+    assert len(web) == first + 1 and web[-1]["level"] == "Peak"
+    assert [r for _, r, _ in api.events if r == "Escalated"] == ["Escalated"]
