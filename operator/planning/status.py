@@ -163,11 +163,6 @@ def _conflict_condition(
     return set_condition(conditions, "Conflict", True, "ForeignResize", message, now, facts.generation)
 
 
-def unchanged(status: Mapping[str, Any], prev: Mapping[str, Any]) -> bool:
-    """Equal apart from condition timestamps that did not move."""
-    return dict(status) == {k: v for k, v in prev.items() if k in status or v is not None}
-
-
 def _stable(status: dict[str, Any], prev: Mapping[str, Any]) -> dict[str, Any]:
     """Drop None values but keep them as explicit nulls when they were set before (merge-patch removes them)."""
     out: dict[str, Any] = {}
