@@ -1156,6 +1156,11 @@ def write(result: dict[str, Any], stem: str) -> None:
             f"| {_v(mini.get('rss_mb'))}/{_v(hd.get('rss_mb'))} "
             f"| {_v(hd.get('plan_p99_ms_le'))} | {_v(hd.get('loop_lag_p99_ms_le'))} |"
         )
+    lines += [
+        "",
+        "Plan and loop-lag p99 are the upper bounds of the operator's histogram buckets (inf: above the "
+        "largest finite one); n/a: the operator exports no such histogram.",
+    ]
     lines += ["", "| target (issue 12, not asserted) | value | met |", "|---|---|---|"]
     for ch in s["checks"]:
         met = "n/a" if ch["met"] is None else "yes" if ch["met"] else "**no**"
