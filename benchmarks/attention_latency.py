@@ -1120,6 +1120,7 @@ def write(result: dict[str, Any], stem: str) -> None:
         f"# attention_latency ({result['services']} services x {result['pods_per_service']} pods per system, "
         f"{result['date']})",
         "",
+        *([result["note"], ""] if result.get("note") else []),
         f"One kwok cluster, {result['machine']['cpus']} cores shared by everything; {result['repeats']} repeat(s) of "
         f"{result['seconds_per_run']:g} s per system and rate, rounds alternating; signals last "
         f"{result['attention_ms']} ms. Run took {result['total_s']:.0f} s; 1-minute load average during the runs "
