@@ -1120,6 +1120,7 @@ def write(result: dict[str, Any], stem: str) -> None:
         f"# attention_latency ({result['services']} services x {result['pods_per_service']} pods per system, "
         f"{result['date']})",
         "",
+        *([result["note"], ""] if result.get("note") else []),
         f"One kwok cluster, {result['machine']['cpus']} cores shared by everything; {result['repeats']} repeat(s) of "
         f"{result['seconds_per_run']:g} s per system and rate, rounds alternating; signals last "
         f"{result['attention_ms']} ms. Run took {result['total_s']:.0f} s; 1-minute load average during the runs "
@@ -1156,6 +1157,11 @@ def write(result: dict[str, Any], stem: str) -> None:
             f"| {_v(mini.get('rss_mb'))}/{_v(hd.get('rss_mb'))} "
             f"| {_v(hd.get('plan_p99_ms_le'))} | {_v(hd.get('loop_lag_p99_ms_le'))} |"
         )
+    lines += [
+        "",
+        "Plan and loop-lag p99 are the upper bounds of the operator's histogram buckets (inf: above the "
+        "largest finite one); n/a: the operator exports no such histogram.",
+    ]
     lines += ["", "| target (issue 12, not asserted) | value | met |", "|---|---|---|"]
     for ch in s["checks"]:
         met = "n/a" if ch["met"] is None else "yes" if ch["met"] else "**no**"

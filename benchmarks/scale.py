@@ -831,6 +831,7 @@ def write(result: dict[str, Any], stem: str) -> None:
         f"# scale ({result['services']} HeadyServices x {result['pods_per_service']} pods = {result['pods']} pods, "
         f"{result['cluster']['nodes']} kwok nodes, {result['date']})",
         "",
+        *([result["note"], ""] if result.get("note") else []),
         f"Machine: {result['machine']['cpus']} cores shared by the whole control plane, kwok, the operator "
         "and this benchmark (1-minute load average at start/end: "
         f"{result['loadavg_1m']['start']}/{result['loadavg_1m']['end']})."
@@ -859,7 +860,7 @@ def write(result: dict[str, Any], stem: str) -> None:
         f"| {_ok(o['rss_mb_peak'], TARGETS['rss_mb'])} |",
         f"| bytes per cached pod ((settled RSS - {o['rss_mb_empty_namespace']} MB empty) / pods) "
         f"| {o['bytes_per_pod']} | - | - |",
-        f"| heady plan p99, settle / storm (bucket bound) | {o['plan_p99_ms_le_settle']} / "
+        f"| heady plan p99, settle / storm (bucket bound; inf: above the largest finite bucket) | {o['plan_p99_ms_le_settle']} / "
         f"{o['plan_p99_ms_le_storm']} ms | < {TARGETS['plan_p99_ms']:g} ms "
         f"| {_ok(o['plan_p99_ms_le_storm'], TARGETS['plan_p99_ms'])} |",
         f"| heady event-loop lag p99, settle / storm | {_na(o['loop_lag_p99_ms_le_settle'])} / "
