@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -24,6 +25,7 @@ from heady_operator.models.arena import PLURAL, ChaosKind
 from heady_operator.models.common import GROUP, VERSION, utcnow
 from heady_operator.planning.chaos import (
     ANNOTATION_CORDONED_BY,
+    ANNOTATION_EXPIRES_AT,
     ANNOTATION_SESSION_REF,
     LABEL_ACTION,
     LABEL_CORDONED,
@@ -38,6 +40,7 @@ from heady_operator.planning.chaos import (
     JobOutcome,
     JobState,
     cordon_owner,
+    fault_expired,
     label_selector,
     label_value,
     select_targets,
@@ -275,6 +278,44 @@ async def restore(kube: Kube, namespace: str, session: str, experiment: str | No
     for node in await cordoned_nodes(kube):
         owner = (node.metadata.annotations or {}).get(ANNOTATION_CORDONED_BY)
         if not _owner_matches(owner, namespace, session, experiment):
+            continue
+        try:
+            await kube.core.patch_node(
+                node.metadata.name,
+                uncordon_patch(),
+                _content_type=MERGE_PATCH,  # type: ignore[call-arg]
+            )
+        except ApiException as exc:
+            if exc.status == 403:
+                out.forbidden.append(node.metadata.name)
+                continue
+            if exc.status != 404:
+                raise
+        out.nodes.append(node.metadata.name)
+    return out
+
+
+async def restore_expired(kube: Kube, now: datetime, grace_seconds: float) -> Restored:
+    """Undo every chaos fault in the cluster whose heady.io/expires-at passed `grace_seconds` ago."""
+    out = Restored()
+    policies = await kube.networking.list_network_policy_for_all_namespaces(label_selector=LABEL_SESSION)
+    for policy in policies.items:
+        if not fault_expired(
+            (policy.metadata.annotations or {}).get(ANNOTATION_EXPIRES_AT), now, grace_seconds
+        ):
+            continue
+        try:
+            await kube.networking.delete_namespaced_network_policy(
+                policy.metadata.name, policy.metadata.namespace
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        out.policies.append(f"{policy.metadata.namespace}/{policy.metadata.name}")
+    for node in await cordoned_nodes(kube):
+        if not fault_expired(
+            (node.metadata.annotations or {}).get(ANNOTATION_EXPIRES_AT), now, grace_seconds
+        ):
             continue
         try:
             await kube.core.patch_node(
