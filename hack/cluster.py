@@ -139,6 +139,12 @@ def healthy(env: dict[str, str]) -> bool:
     return res.returncode == 0
 
 
+def loopback_only(name: str | None = None) -> bool:
+    """Whether kwokctl created the cluster with every component bound to 127.0.0.1."""
+    config = WORKDIR / "clusters" / (name or NAME) / "kwok.yaml"
+    return config.exists() and "bindAddress: 127.0.0.1" in config.read_text()
+
+
 def clusters(env: dict[str, str]) -> list[str]:
     res = run(
         ["kwokctl", "get", "clusters"], env, check=False, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
@@ -230,7 +236,12 @@ def up() -> None:
     started = time.monotonic()
     bins = bin_dir(build=True)
     env = tool_env(bins)
-    if healthy(env):
+    if healthy(env) and not loopback_only():
+        # Created before hack/kwok/loopback.yaml: its etcd and apiserver listen on 0.0.0.0.
+        log(f"cluster {NAME!r} listens beyond 127.0.0.1; recreating it bound to loopback")
+        run(["kwokctl", "delete", "cluster", "--name", NAME], env, check=False)
+        create(bins, env)
+    elif healthy(env):
         log(f"cluster {NAME!r} already running")
     else:
         if exists(env):
