@@ -135,7 +135,9 @@ async def _sweep_expired_forever(cfg: Settings) -> None:
             try:
                 if kube is None:
                     kube = await kclient.connect(pool_size=2)
-                restored = await kchaos.restore_expired(kube, utcnow(), cfg.chaos_recover_grace_seconds)
+                restored = await kchaos.restore_expired(
+                    kube, utcnow(), cfg.chaos_recover_grace_seconds, cfg.chaos_instance
+                )
                 if restored.anything or restored.forbidden:
                     CHAOS_RESTORES.labels("Expired").inc()
                     log.warning("restored chaos faults past their expiry: %s", restored.describe())
@@ -273,6 +275,15 @@ async def reconcile(
         if inline is None or not ran:
             break
         obs = replace(obs, jobs=dict(inline.outcomes))
+
+    latest = {**records, **updated}
+    if (
+        halt is Halt.NAMESPACE_NOT_ENABLED
+        and set(experiments) <= set(latest)
+        and all(r.phase in (Phase.VERDICT, Phase.INVALID) for r in latest.values())
+    ):
+        # About to settle: with no finalizer left to do it at deletion, its Jobs go now.
+        await kchaos.delete_jobs(kube, settings.operator_namespace, uid, finished_too=True)
 
     chaos_patch: dict[str, Any] = {}
     if updated:

@@ -27,6 +27,7 @@ from heady_operator.planning.chaos import (
     ANNOTATION_CORDONED_BY,
     ANNOTATION_EXPIRES_AT,
     ANNOTATION_SESSION_REF,
+    INSTANCE_LABEL,
     LABEL_ACTION,
     LABEL_CORDONED,
     LABEL_EXPERIMENT,
@@ -295,27 +296,40 @@ async def restore(kube: Kube, namespace: str, session: str, experiment: str | No
     return out
 
 
-async def restore_expired(kube: Kube, now: datetime, grace_seconds: float) -> Restored:
-    """Undo every chaos fault in the cluster whose heady.io/expires-at passed `grace_seconds` ago."""
+async def restore_expired(kube: Kube, now: datetime, grace_seconds: float, instance: str) -> Restored:
+    """Undo every chaos fault whose heady.io/expires-at passed `grace_seconds` ago.
+
+    Only faults of sessions this operator instance runs (heady.io/chaos-instance == `instance`),
+    or of sessions that no longer exist: another instance's faults are that instance's to undo.
+    """
     out = Restored()
+    owners: dict[tuple[str, str], bool] = {}
+
+    async def ours(namespace: str, session: str) -> bool:
+        if (namespace, session) not in owners:
+            owners[(namespace, session)] = await _session_owned(kube, namespace, session, instance)
+        return owners[(namespace, session)]
+
     policies = await kube.networking.list_network_policy_for_all_namespaces(label_selector=LABEL_SESSION)
     for policy in policies.items:
-        if not fault_expired(
-            (policy.metadata.annotations or {}).get(ANNOTATION_EXPIRES_AT), now, grace_seconds
-        ):
+        meta = policy.metadata
+        if not fault_expired((meta.annotations or {}).get(ANNOTATION_EXPIRES_AT), now, grace_seconds):
+            continue
+        _, _, session = ((meta.annotations or {}).get(ANNOTATION_SESSION_REF) or "").partition("/")
+        if not await ours(meta.namespace, session or (meta.labels or {}).get(LABEL_SESSION, "")):
             continue
         try:
-            await kube.networking.delete_namespaced_network_policy(
-                policy.metadata.name, policy.metadata.namespace
-            )
+            await kube.networking.delete_namespaced_network_policy(meta.name, meta.namespace)
         except ApiException as exc:
             if exc.status != 404:
                 raise
-        out.policies.append(f"{policy.metadata.namespace}/{policy.metadata.name}")
+        out.policies.append(f"{meta.namespace}/{meta.name}")
     for node in await cordoned_nodes(kube):
-        if not fault_expired(
-            (node.metadata.annotations or {}).get(ANNOTATION_EXPIRES_AT), now, grace_seconds
-        ):
+        annotations = node.metadata.annotations or {}
+        if not fault_expired(annotations.get(ANNOTATION_EXPIRES_AT), now, grace_seconds):
+            continue
+        parts = (annotations.get(ANNOTATION_CORDONED_BY) or "").split("/")
+        if len(parts) == 3 and not await ours(parts[0], parts[1]):
             continue
         try:
             await kube.core.patch_node(
@@ -331,6 +345,18 @@ async def restore_expired(kube: Kube, now: datetime, grace_seconds: float) -> Re
                 raise
         out.nodes.append(node.metadata.name)
     return out
+
+
+async def _session_owned(kube: Kube, namespace: str, session: str, instance: str) -> bool:
+    """Whether this instance runs the session's chaos; True for a session that is gone (an orphan)."""
+    try:
+        obj = await kube.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, session)
+    except ApiException as exc:
+        if exc.status == 404:
+            return True
+        raise
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return bool(labels.get(INSTANCE_LABEL, "") == instance)
 
 
 async def sessions_with_faults(kube: Kube) -> set[tuple[str, str]]:

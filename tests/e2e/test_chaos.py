@@ -654,20 +654,22 @@ def test_a_session_in_a_namespace_without_the_opt_in_holds_no_finalizer(
     _session(cluster, plain_ns, "unlabelled", inline_op, _partition(duration=300, startAfterSeconds=60))
     rec = _wait_phase(cluster, plain_ns, "unlabelled", "cut", "Verdict", timeout=15)
     assert rec["verdict"] == "Skipped" and "heady.io/chaos=enabled" in rec["message"]
-    finalizer = f"heady.io/chaos-{inline_op.instance}"
     wait_for(
-        lambda: (
-            finalizer not in (cluster.get(PLURAL, plain_ns, "unlabelled")["metadata"].get("finalizers") or [])
-        ),
+        lambda: not cluster.get(PLURAL, plain_ns, "unlabelled")["metadata"].get("finalizers"),
         "no finalizer on the settled session",
         timeout=15,
     )
     inline_op.process.stop()  # the operator is down ...
     try:
         cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, plain_ns, PLURAL, "unlabelled")
-        wait_for(
-            lambda: _gone(cluster, plain_ns, "unlabelled"), "the session deleted without an operator", 15
-        )
+        try:
+            wait_for(
+                lambda: _gone(cluster, plain_ns, "unlabelled"), "the session deleted without an operator", 15
+            )
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}: {cluster.get(PLURAL, plain_ns, 'unlabelled')['metadata']}"
+            ) from None
     finally:
         inline_op.process.start()
 
@@ -696,10 +698,13 @@ def test_an_expired_partition_is_removed_while_start_up_keeps_failing(
             try:
                 # ... yet the partition goes once its window (3 s) and the recover grace (5 s) passed.
                 wait_for(
+                    lambda: "address already in use" in (tmp_path / "failing-start.log").read_text(),
+                    "the start-up failing",
+                )
+                wait_for(
                     lambda: _policies(cluster, chaos_ns, "stuck") == [], "the expired partition removed", 40
                 )
                 assert failing.poll() is None
-                assert "address already in use" in (tmp_path / "failing-start.log").read_text()
             finally:
                 failing.terminate()
                 try:
