@@ -29,6 +29,7 @@ from heady_operator.ingest.stream import connect
 from tests.fuzz.test_models_fuzz import event_dicts, json_values, wire_events
 from tests.harness import RedisServer
 from tests.ingest.conftest import RecordingController, ingest_settings, sample
+from tests.ingest.test_hostile import Healthy
 
 FUZZ = settings(
     max_examples=60,
@@ -75,7 +76,10 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 def test_the_endpoint_answers_every_request_with_a_reason(loop: asyncio.AbstractEventLoop) -> None:
     controller = RecordingController(Settings(prediction_enabled=False))
     bundle = ingest.build(controller.settings, controller)
-    client: TestClient[Any, Any] = TestClient(TestServer(build_app(controller, bundle.intake)), loop=loop)
+    client: TestClient[Any, Any] = TestClient(
+        TestServer(build_app(Healthy(), bundle.intake)),  # type: ignore[arg-type]
+        loop=loop,
+    )
     loop.run_until_complete(client.start_server())
     failed_before = sample("heady_ingest_events_total", {"path": "http", "outcome": "failed"})
 

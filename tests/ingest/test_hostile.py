@@ -110,21 +110,38 @@ async def test_never_expiring_and_far_future_entries_do_not_stop_the_consumer(
         entry = controller.signals[("default", f"redis-{never}")].signal
         assert entry is not None
         assert entry.end - entry.start <= timedelta(seconds=MAX_SIGNAL_SECONDS)
-        future = controller.signals[("default", f"redis-{later}")].signal
-        assert future is not None and not future.active(datetime.now(UTC))  # held, never active
+        # Held as a window that never opens, or refused as too far ahead: never active either way.
+        future = controller.signals.get(("default", f"redis-{later}"))
+        assert future is None or (future.signal is not None and not future.signal.active(datetime.now(UTC)))
         await until(lambda: _no_pending(client, settings), "every entry acknowledged")
         await asyncio.sleep(0.3)  # several more loop turns (retractions run each turn)
         assert consumers[0].consumer.available and consumers[0].consumer.last_error is None
-        assert await client.xlen(settings.ingest_dead_letter_stream) == 0
     finally:
         await client.aclose()
 
 
 class Exploding(RecordingController):
+    """A bug in whatever takes ingested events: the escalation controller or the cluster state."""
+
     def on_signal(self, event: str, body: Mapping[str, Any], path: str = "object") -> None:
         if event == "ADDED" and "boom" in body["spec"]["services"]:
             raise ZeroDivisionError("a bug in the controller")
-        super().on_signal(event, body, path)
+        super().on_signal(event, body, path)  # type: ignore[misc]
+
+    def add_ingested(self, spec: Any, namespace: str, name: str, created: datetime, path: str) -> str:
+        if "boom" in spec.services:
+            raise ZeroDivisionError("a bug in the controller")
+        return str(super().add_ingested(spec, namespace, name, created, path))  # type: ignore[misc]
+
+
+class Healthy:
+    """/healthz's view of the operator, always fine (both the old and the new interface)."""
+
+    def healthy(self) -> bool:
+        return True
+
+    def problems(self) -> list[str]:
+        return []
 
 
 @pytest.mark.redis
@@ -167,7 +184,7 @@ async def test_an_entry_that_raises_anything_is_isolated_even_when_it_cannot_be_
 async def app_client() -> AsyncIterator[tuple[Client, RecordingController]]:
     controller = RecordingController(Settings(prediction_enabled=False))
     bundle = ingest.build(controller.settings, controller)
-    client: Client = TestClient(TestServer(build_app(controller, bundle.intake)))
+    client: Client = TestClient(TestServer(build_app(Healthy(), bundle.intake)))  # type: ignore[arg-type]
     await client.start_server()
     yield client, controller
     await client.close()
@@ -289,10 +306,10 @@ async def test_a_second_start_replaces_the_server_an_earlier_attempt_left_bound(
     """kopf retries a start-up handler that failed after binding: the retry must bind again."""
     port = _free_port()
     settings = Settings(http_host="127.0.0.1", http_port=port, prediction_enabled=False)
-    first = RecordingController(settings)
-    await http.start(settings, first)  # the failed attempt: its runner is never cleaned up by anyone
-    second = RecordingController(settings)
-    runner = await http.start(settings, second)
+    intake = ingest.build(settings, RecordingController(settings)).intake
+    # The failed attempt: its runner is never cleaned up by anyone.
+    await http.start(settings, Healthy(), intake)  # type: ignore[arg-type]
+    runner = await http.start(settings, Healthy(), intake)  # type: ignore[arg-type]
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /healthz HTTP/1.0\r\n\r\n")
