@@ -159,7 +159,9 @@ async def chaos_cleanup(memo: kopf.Memo, **_: Any) -> None:
         await asyncio.gather(task, return_exceptions=True)
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, when=_owned_with_chaos, cancellation_timeout=10)
+# cancellation_backoff: a daemon whose filter stops matching (its session just settled) is asked
+# to stop and finishes its tick (the Events after the settling write) before kopf cancels it.
+@kopf.daemon(GROUP, VERSION, PLURAL, when=_owned_with_chaos, cancellation_backoff=5, cancellation_timeout=10)
 async def chaos_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     settings, kube, inline = _deps(memo)
     name, namespace = str(body.metadata.name), str(body.metadata.namespace)
@@ -311,14 +313,15 @@ async def _write_conditions(
         )
     if after == before:
         return
+    old = _condition(before, plan_chaos.CONDITION_ALLOWED) or {}
+    new = _condition(after, plan_chaos.CONDITION_ALLOWED) or {}
+    if new.get("reason") != old.get("reason") and new.get("status") == "False":
+        # Before the write: the write may settle the session, and kopf then stops this daemon.
+        await post_event(kube, body, "ChaosRefused", str(new.get("message")), "Warning")
     # Read-modify-write of a list other handlers share: only under the version it was read at.
     await kchaos.patch_session_status(
         kube, meta["namespace"], meta["name"], {"conditions": after}, meta["resourceVersion"]
     )
-    old = _condition(before, plan_chaos.CONDITION_ALLOWED) or {}
-    new = _condition(after, plan_chaos.CONDITION_ALLOWED) or {}
-    if new.get("reason") != old.get("reason") and new.get("status") == "False":
-        await post_event(kube, body, "ChaosRefused", str(new.get("message")), "Warning")
 
 
 async def apply(
