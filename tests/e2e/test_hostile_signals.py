@@ -64,7 +64,8 @@ def test_hostile_signals_do_not_stop_the_operator(
 ) -> None:
     for name in ("never", "web"):
         cluster.apply(deployment(name, ns, 1, START, LIMITS))
-        cluster.apply(headyservice(name, ns))
+        # An explicit peak (the container's limits), whatever the default peak is.
+        cluster.apply(headyservice(name, ns, containers=[{"name": "app", "peak": LIMITS}]))
     rng = random.Random(17)
     bodies = HOSTILE + [_random_spec(rng) for _ in range(12)]
     admitted = []
