@@ -36,9 +36,16 @@ lint: setup ## ruff (lint + format check) and mypy --strict
 	.venv/bin/mypy -p heady_operator
 	.venv/bin/lint-imports
 
+# The kwok clusters `make test` starts (e2e tests, quick benchmarks): stopped when it exits, pass
+# or fail, unless HEADY_KEEP_CLUSTERS=1 (then it says what it left running and how to stop it).
+TEST_CLUSTERS ?= $${HEADY_E2E_CLUSTER:-heady-e2e} heady-bench heady-scale-quick
+
 test: setup lint ## everything: unit, storage, ingest and e2e tests, then each benchmark in quick mode
-	.venv/bin/pytest -ra tests
-	$(MAKE) bench-quick
+	@status=0; \
+	.venv/bin/pytest -ra tests || status=$$?; \
+	if [ $$status -eq 0 ]; then $(MAKE) bench-quick || status=$$?; fi; \
+	python3 hack/cluster.py stop-test-clusters $(TEST_CLUSTERS); \
+	exit $$status
 
 test-unit: setup ## fast tests only (no cluster)
 	.venv/bin/pytest -ra tests/unit

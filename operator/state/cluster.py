@@ -59,8 +59,6 @@ SignalKey = tuple[str, str]
 UNOWNED: ServiceKey = ("", "")  # pods no HeadyService manages: room taken on their node
 # Conditions the escalation reporter writes on a HeadyService; others belong to other loops.
 OWN_CONDITIONS = frozenset({"Ready", "Progressing", "Degraded", "TunnelRouted", "Conflict"})
-# A signal may not reach further than this into the future (a "never" such as year 9999 included).
-MAX_SIGNAL_HORIZON = timedelta(days=366)
 
 
 @dataclass(slots=True)
@@ -212,9 +210,7 @@ class ClusterState:
         status = dict(body.get("status") or {}) if old is None else old.status
         if old is None:
             self.planner.restore_memory(key, memory_from_status(status))
-        entry = ServiceEntry(
-            ref, spec, error, annotations, parse_time_safe(meta.get("creationTimestamp")), status
-        )
+        entry = ServiceEntry(ref, spec, error, annotations, parse_time(meta.get("creationTimestamp")), status)
         self.services[key] = entry
         self.deleted_services.discard(key)
         if (
@@ -525,7 +521,7 @@ class ClusterState:
             return
         try:
             spec = AttentionSignalSpec.model_validate(obj.spec)
-            created = parse_time_safe(meta.creationTimestamp) or self.clock()
+            created = parse_time(meta.creationTimestamp) or self.clock()
             now = self.clock()
             if created <= now < created + timedelta(seconds=1):
                 # creationTimestamp is whole seconds: a signal seen within that second counts
@@ -534,8 +530,6 @@ class ClusterState:
             signal, error = self._signal(key, spec, created), None
         except ValidationError as exc:
             signal, error = None, validation_message(exc)
-        except SignalOutOfRange as exc:
-            signal, error = None, str(exc)
         entry = SignalEntry(ref, signal, error, received, "object", conditions, spec=dict(obj.spec))
         entry.reported = existing.reported if existing else reported_state(obj.status)
         self._put_signal(key, entry, existing)
@@ -547,10 +541,7 @@ class ClusterState:
         key = (namespace, name)
         if key in self.signals:
             return "replayed"
-        try:
-            signal = self._signal(key, spec, created)
-        except SignalOutOfRange:
-            return "invalid"
+        signal = self._signal(key, spec, created)
         if signal.end <= self.clock():
             return (
                 "expired"  # replayed after an outage, or sent late: attention that is over escalates nothing
@@ -560,14 +551,9 @@ class ClusterState:
         return "applied"
 
     def _signal(self, key: SignalKey, spec: AttentionSignalSpec, created: datetime) -> Signal:
-        try:
-            start, end = spec.window(created, self.settings.default_signal_ttl_seconds)
-        except (OverflowError, ValueError) as exc:
-            raise SignalOutOfRange(f"the attention window is out of range: {exc}") from None
-        horizon = self.clock() + MAX_SIGNAL_HORIZON
-        if start > horizon:
-            raise SignalOutOfRange(f"startTime {start.isoformat()} is more than a year ahead")
-        end = min(end, horizon)  # "never" means "for a long time", not an overflow
+        # Never raises: times are clamped at the edge, and "never" (year 9999) means the
+        # longest signal there is (MAX_SIGNAL_SECONDS), not an overflow deep in the planner.
+        start, end = spec.window(created, self.settings.default_signal_ttl_seconds)
         return Signal(
             key[1],
             tuple((key[0], s) for s in spec.services),
@@ -647,10 +633,6 @@ class ClusterState:
         return count
 
 
-class SignalOutOfRange(ValueError):
-    pass
-
-
 def validation_message(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors(include_url=False):
@@ -660,18 +642,11 @@ def validation_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_time_safe(value: object) -> datetime | None:
-    try:
-        return parse_time(value)
-    except (ValueError, TypeError, OverflowError):
-        return None
-
-
 def memory_from_status(status: Mapping[str, Any]) -> Memory:
     return Memory(
-        escalated_since=parse_time_safe(status.get("escalatedSince")),
-        attention_until=parse_time_safe(status.get("attentionUntil")),
-        resting_until=parse_time_safe(status.get("restingUntil")),
+        escalated_since=parse_time(status.get("escalatedSince")),
+        attention_until=parse_time(status.get("attentionUntil")),
+        resting_until=parse_time(status.get("restingUntil")),
     )
 
 

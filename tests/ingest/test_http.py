@@ -59,7 +59,9 @@ async def serve() -> AsyncIterator[Serve]:
 
 
 async def post(client: Client, body: Any, token: str | None = None) -> tuple[int, dict[str, Any], Any]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     data = body if isinstance(body, str) else json.dumps(body)
     resp = await client.post("/v1/attention", data=data, headers=headers)
     return resp.status, dict(resp.headers), await resp.json()

@@ -588,7 +588,8 @@ def test_redis_args_and_persistence() -> None:
     assert container["image"] == "redis:7-alpine"
     args = container["args"]
     assert args[args.index("--maxmemory") + 1] == "2gb"
-    assert args[args.index("--maxmemory-policy") + 1] == "allkeys-lru"
+    # The safe policy for a queue (docs/attention-ingest.md): never evict the attention stream.
+    assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
     assert args[args.index("--appendonly") + 1] == "no"
     assert "volumeClaimTemplates" not in sts["spec"]
 

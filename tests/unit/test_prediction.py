@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from heady_operator.config import Settings
 from heady_operator.planning.incremental import IncrementalPlanner
 from heady_operator.planning.levels import Level
@@ -122,3 +124,58 @@ def test_signals_without_a_user_teach_the_model_nothing() -> None:
         )
     assert state.model.counts == {}
     assert state.model.last == {}
+
+
+# ------------------------------------------------------------------ anonymous attention (issue 17)
+
+
+def test_attention_without_a_user_trains_nothing() -> None:
+    m = TransitionModel()
+    for user in (None, "", "  "):
+        for _ in range(5):
+            assert m.observe(user, A, T0) is None
+            assert m.observe(user, B, T0) is None
+        m.expect(user, C, T0 + timedelta(seconds=5))
+    assert m.counts == {} and m.last == {} and m.expected == {}
+    assert m.expire(T0 + timedelta(minutes=1)) == []  # no miss for a prediction nobody can confirm
+
+
+def test_a_model_saved_before_users_were_required_is_cleaned_when_loaded() -> None:
+    # What the old code saved: counts that may hold anonymous users' moves, no version.
+    old = '{"counts": {"ns/a": {"ns/b": 7}}, "hits": {"ns/b": 2}, "misses": {}, "lastPredicted": {"ns/a": "ns/b"}}'
+    m = TransitionModel.from_json(old)
+    assert m.counts == {}
+    assert m.predict(A, threshold=0.1, min_observations=1) is None
+    assert m.stats_for(B)["hits"] == 2  # history of what was predicted is kept
+    assert m.dirty  # the cleaned model is saved over the old one
+    assert '"version": 2' in m.to_json()
+
+
+def test_a_current_model_round_trips_and_is_not_rewritten() -> None:
+    m = TransitionModel()
+    m.observe("u", A, T0)
+    m.observe("u", B, T0)
+    again = TransitionModel.from_json(m.to_json())
+    assert again.counts == {"ns/a": {"ns/b": 1}}
+    assert not again.dirty
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "not json",
+        "[1, 2]",
+        "null",
+        '{"version": 2, "counts": {"ns/a": {"ns/b": "7"}}}',
+        '{"version": 2, "counts": {"ns/a": {"ns/b": -1}}}',
+        '{"version": 2, "counts": {"ns/a": {"ns/b": 1e400}}}',
+        '{"version": 2, "counts": {"ns/a": [1]}}',
+        '{"version": 2, "counts": {"noslash": {"ns/b": 1}}}',
+        '{"version": 2, "hits": {"ns/b": null}, "lastPredicted": {"ns/a": 5}}',
+        "[" * 100_000,
+    ],
+)
+def test_an_unreadable_model_configmap_never_raises(text: str) -> None:
+    m = TransitionModel.from_json(text)
+    assert m.counts == {}
+    assert m.dirty
