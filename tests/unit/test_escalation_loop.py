@@ -21,6 +21,7 @@ from heady_operator.planning.incremental import IncrementalPlanner
 from heady_operator.planning.levels import Level, Reason
 from heady_operator.planning.tunnel import TunnelConfig
 from heady_operator.reconcile.escalation import Escalation
+from heady_operator.reconcile.health import Watchdog
 from heady_operator.reconcile.queue import Lane, Outcome, ResizeQueue
 from heady_operator.state.cluster import ClusterState
 from tests import objects
@@ -442,3 +443,14 @@ async def test_a_brief_escalation_changes_no_status_and_a_lasting_one_one_write(
     web = [s for p, n, s in api.statuses if n == "web"]
     assert len(web) == first + 1 and web[-1]["level"] == "Peak"
     assert [r for _, r, _ in api.events if r == "Escalated"] == ["Escalated"]
+
+
+def test_the_watchdog_names_the_loop_that_stopped() -> None:
+    clock = Clock()
+    _, esc, _ = world(clock, {})
+    dog = Watchdog(esc, None, 5.0)
+    assert dog.problems() == []
+    clock.advance(6)
+    problems = dog.problems()
+    assert any(p.startswith("planner made no progress") for p in problems)
+    assert any(p.startswith("reporter made no progress") for p in problems)
