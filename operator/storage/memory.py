@@ -35,7 +35,7 @@ class SearchSettings:
     back short is redone exactly, so a result is never silently missing rows.
     """
 
-    exact_rows: int = 5_000
+    exact_rows: int = 10_000
     # HNSW candidate list per step (pgvector default 40): recall against latency.
     ef_search: int = 100
     # pgvector default 20,000; bounds the work of a filtered walk before the exact fallback.

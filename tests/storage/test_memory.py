@@ -101,7 +101,7 @@ async def test_migrations_apply_once(dsn: str) -> None:
         index = await conn.fetchval(
             "SELECT indexdef FROM pg_indexes WHERE indexname = 'arena_embeddings_embedding_hnsw'"
         )
-        assert "USING hnsw (embedding vector_cosine_ops)" in index
+        assert "USING hnsw (embedding vector_cosine_ops) WITH (m='16', ef_construction='128')" in index
     finally:
         await conn.close()
 
