@@ -59,27 +59,29 @@ class SearchSettings:
         plan made under whichever settings were in force then.
         """
         return _set_local(
-            {
+            enable_seqscan="on",
+            enable_indexscan="on",
+            enable_sort="off",
+            **{
                 "hnsw.ef_search": str(self.ef_search),
                 "hnsw.iterative_scan": "relaxed_order",
                 "hnsw.max_scan_tuples": str(self.max_scan_tuples),
-                "enable_sort": "off",
-                "plan_cache_mode": "force_custom_plan",
-            }
+            },
         )
 
 
-def _set_local(settings: dict[str, str]) -> str:
+def _set_local(**settings: str) -> str:
+    # Every statement sets all the planner switches, since several run in one transaction.
+    settings["plan_cache_mode"] = "force_custom_plan"
     return "; ".join(f"SET LOCAL {name} = '{value}'" for name, value in settings.items())
 
 
 # The exact scan of one session: its rows through the identity index (session is its leading
-# column) as a bitmap scan, then a top-k sort; index scans off so HNSW cannot take over.
-_EXACT_SESSION_SCAN = _set_local(
-    {"enable_seqscan": "off", "enable_indexscan": "off", "plan_cache_mode": "force_custom_plan"}
-)
+# column) as a bitmap scan, then a top-k sort; index scans off so HNSW cannot take over. The
+# count that decides between exact and index search runs under it too (an index-only scan).
+_EXACT_SESSION_SCAN = _set_local(enable_seqscan="off", enable_indexscan="off", enable_sort="on")
 # The exact search across sessions, only as the fallback of a short HNSW walk: a full scan.
-_EXACT_TABLE_SCAN = _set_local({"enable_indexscan": "off", "plan_cache_mode": "force_custom_plan"})
+_EXACT_TABLE_SCAN = _set_local(enable_seqscan="on", enable_indexscan="off", enable_sort="on")
 # A session known to be larger than exact_rows stays so (rows are never deleted one by one);
 # the set is bounded only to keep a long-running process small.
 _MAX_LARGE_SESSIONS = 100_000
@@ -297,18 +299,18 @@ class ArenaMemory:
     ) -> str:
         """The plan the search for these arguments runs first (EXPLAIN, not executed)."""
         vector = self._check(query_vector)
-        async with self._pool.acquire() as conn:
+        async with self._pool.acquire() as conn, conn.transaction(readonly=True):
             strategy = await self._strategy(conn, session, precedents)
             sql, settings = self._statement(strategy, precedents)
-            async with conn.transaction(readonly=True):
-                await conn.execute(settings)
-                rows = await conn.fetch("EXPLAIN " + sql, session, vector, limit)
+            await conn.execute(settings)
+            rows = await conn.fetch("EXPLAIN " + sql, session, vector, limit)
         return "\n".join(row[0] for row in rows)
 
     async def _strategy(self, conn: asyncpg.Connection, session: str, precedents: bool) -> Strategy:
         if precedents or session in self._large_sessions:
             return Strategy.INDEX
         limit = self.search.exact_rows
+        await conn.execute(_EXACT_SESSION_SCAN)
         if await conn.fetchval(_SESSION_ROWS_UP_TO, session, limit + 1) <= limit:
             return Strategy.EXACT
         if len(self._large_sessions) >= _MAX_LARGE_SESSIONS:
@@ -322,13 +324,12 @@ class ArenaMemory:
             return sql, self.search.index_scan()
         return sql, _EXACT_TABLE_SCAN if precedents else _EXACT_SESSION_SCAN
 
-    @staticmethod
     async def _fetch(
-        conn: asyncpg.Connection, sql: str, settings: str, args: tuple[Any, ...]
+        self, conn: asyncpg.Connection, strategy: Strategy, precedents: bool, args: tuple[Any, ...]
     ) -> list[asyncpg.Record]:
-        async with conn.transaction(readonly=True):
-            await conn.execute(settings)
-            rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+        sql, settings = self._statement(strategy, precedents)
+        await conn.execute(settings)
+        rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
         return rows
 
     async def _search(
@@ -337,13 +338,14 @@ class ArenaMemory:
         if limit < 1:
             raise ValueError(f"limit must be positive, got {limit}")
         args = (session, self._check(query_vector), limit)
-        async with self._pool.acquire() as conn:
+        # One read-only transaction per search: its SET LOCAL settings end with it.
+        async with self._pool.acquire() as conn, conn.transaction(readonly=True):
             strategy = await self._strategy(conn, session, precedents)
-            rows = await self._fetch(conn, *self._statement(strategy, precedents), args)
+            rows = await self._fetch(conn, strategy, precedents, args)
             if strategy is Strategy.INDEX and len(rows) < limit:
                 # The walk reached max_scan_tuples (or the rows are fewer than limit): exact it is.
                 self.exact_fallbacks += 1
-                rows = await self._fetch(conn, *self._statement(Strategy.EXACT, precedents), args)
+                rows = await self._fetch(conn, Strategy.EXACT, precedents, args)
         self.searches[strategy] += 1
         # A relaxed-order walk may return neighbours slightly out of order.
         rows.sort(key=lambda row: (row["distance"], row["id"]))

@@ -456,3 +456,16 @@ async def test_a_postgres_that_comes_back_empty_gets_its_schema_before_the_repla
     finally:
         await conn.close()
         await mem.close()
+
+
+def test_search_settings_are_checked() -> None:
+    SearchSettings(exact_rows=0, ef_search=1000, max_scan_tuples=1)
+    with pytest.raises(ValueError, match="exact_rows"):
+        SearchSettings(exact_rows=-1)
+    with pytest.raises(ValueError, match=r"1\.\.1000"):
+        SearchSettings(ef_search=1001)
+    with pytest.raises(ValueError, match="max_scan_tuples"):
+        SearchSettings(max_scan_tuples=0)
+    # Every search pins all planner switches, since several statements share a transaction.
+    for name in ("enable_seqscan", "enable_indexscan", "enable_sort", "plan_cache_mode"):
+        assert f"SET LOCAL {name} =" in SearchSettings().index_scan()
