@@ -709,10 +709,11 @@ def markdown(run: Run) -> str:
         f"{meta['date']}; PostgreSQL {meta['postgres']}, pgvector {meta['pgvector']}; {meta['cpus']} CPUs; "
         f"{meta['rows']} rows x {meta['dims']} dims in {meta['sessions']} sessions "
         f"({meta['session_rows_min']}..{meta['session_rows_max']} rows), {meta['clusters']} clusters "
-        f"({meta['unseen_clusters']} never stored), rank {meta['rank']}; HNSW m={meta['m']}, "
-        f"ef_construction={meta['ef_construction']}; {meta['queries']} queries per kind, k={K}. "
-        f"Shared machine: load average {meta['load_average_at_start']} at the start, "
-        f"{meta['load_average_at_end']} at the end.",
+        f"({meta['unseen_clusters']} never stored), rank {meta['rank']}; "
+        + ("" if run.curve else f"HNSW m={meta['m']}, ef_construction={meta['ef_construction']}; ")
+        + f"{meta['queries']} queries per kind, k={K}. "
+        f"Shared machine: load average {meta.get('load_average_at_start', '?')} at the start, "
+        f"{meta.get('load_average_at_end', '?')} at the end.",
     ]
     if run.curve:
         lines = [
@@ -862,6 +863,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="3k x 64, 20 queries per kind; for CI")
     p.add_argument("--out-dir", type=Path, default=None)
     p.add_argument("--name", default=None, help="file name stem of the results")
+    p.add_argument("--rewrite-markdown", type=Path, default=None, help="regenerate the .md of a results .json")
     args = p.parse_args(argv)
     args.name = args.name or ("pgvector_build_curve" if args.curve else "pgvector_search")
     if args.quick:
@@ -876,8 +878,25 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def rewrite_markdown(json_path: Path) -> None:
+    """Regenerate the markdown of a results file (after a change to the report only)."""
+    data = json.loads(json_path.read_text())
+    run = Run(
+        meta=data["meta"],
+        load=data["load"],
+        live=data["live"],
+        rows=[Row(**r) for r in data["rows"]],
+        concurrency=[Concurrency(**c) for c in data["concurrency"]],
+        curve=data["curve"],
+    )
+    json_path.with_suffix(".md").write_text(markdown(run))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
+    if args.rewrite_markdown:
+        rewrite_markdown(args.rewrite_markdown)
+        return 0
     started = time.perf_counter()
     run = asyncio.run(run_all(args))
     run.meta["wall_seconds"] = round(time.perf_counter() - started, 1)
