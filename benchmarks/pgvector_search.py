@@ -863,7 +863,9 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="3k x 64, 20 queries per kind; for CI")
     p.add_argument("--out-dir", type=Path, default=None)
     p.add_argument("--name", default=None, help="file name stem of the results")
-    p.add_argument("--rewrite-markdown", type=Path, default=None, help="regenerate the .md of a results .json")
+    p.add_argument(
+        "--rewrite-markdown", type=Path, default=None, help="regenerate the .md of a results .json"
+    )
     args = p.parse_args(argv)
     args.name = args.name or ("pgvector_build_curve" if args.curve else "pgvector_search")
     if args.quick:
