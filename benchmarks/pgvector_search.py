@@ -28,7 +28,7 @@ through the operator's own ArenaMemory (schema, migrations, find_similar, find_p
   queries) for --seconds each: QPS, p50 and p95.
 
     python benchmarks/pgvector_search.py                 # 100k x 1536, 50 sessions (~15 min, 2 cores)
-    python benchmarks/pgvector_search.py --quick         # 3k x 64, for CI (well under a minute)
+    python benchmarks/pgvector_search.py --quick         # 3k x 64, for CI (~15 s on 2 idle cores)
     python benchmarks/pgvector_search.py --curve --rows 20000 --grid 16:64,16:128,24:128,32:200
                                                           # build-parameter curve (m:ef_construction)
 
@@ -870,8 +870,8 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.name = args.name or ("pgvector_build_curve" if args.curve else "pgvector_search")
     if args.quick:
         args.rows, args.dims, args.sessions, args.clusters, args.unseen_clusters = 3_000, 64, 12, 60, 6
-        args.rank, args.queries, args.before_queries, args.live_rows = 16, 20, 10, 200
-        args.exact_rows, args.clients, args.seconds = 300, [1, 4], 1.0
+        args.rank, args.queries, args.before_queries, args.live_rows = 16, 20, 10, 100
+        args.exact_rows, args.clients, args.seconds = 300, [1, 4], 0.5
         args.grid = args.grid[:1]
         args.shared_buffers, args.maintenance_work_mem = "128MB", "256MB"
         args.name += "-quick"
