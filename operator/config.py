@@ -36,7 +36,9 @@ class Settings(BaseSettings):
     # Resize PATCHes in flight at once (near the apiserver's knee; more only adds latency) and the
     # rate of relaxations/settling, which never take the whole control plane from escalations.
     resize_concurrency: int = Field(default=12, ge=1, le=256)
-    resize_background_per_second: float = Field(default=80.0, gt=0.0)
+    resize_background_per_second: float = Field(default=500.0, gt=0.0)
+    # In-flight slots relaxations never take: an escalation never waits for a free slot.
+    resize_reserved_for_escalations: int = Field(default=2, ge=0, le=64)
     # How often the incremental planner is checked against the full planner (0: never).
     plan_check_interval_seconds: float = Field(default=300.0, ge=0.0)
     # /healthz fails when a loop (planner, reporter, resize queue, ingest) made no progress this long.

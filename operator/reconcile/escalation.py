@@ -64,6 +64,7 @@ class Escalation:
             self._act,
             concurrency=settings.resize_concurrency,
             background_per_second=settings.resize_background_per_second,
+            reserved_for_escalations=settings.resize_reserved_for_escalations,
             retry_base_seconds=settings.resize_retry_base_seconds,
             retry_max_seconds=settings.resize_retry_max_seconds,
             monotonic=monotonic,

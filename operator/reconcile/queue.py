@@ -2,9 +2,9 @@
 
 - A pod has at most one pending target (a newer plan replaces it) and at most one PATCH in
   flight; a target equal to the one in flight is not sent again.
-- Two lanes: raising a pod to peak (a user is waiting) goes before relaxing or settling.
-  Relaxations also pass a token bucket, so a storm of them never takes the whole control
-  plane from the next escalation.
+- Two lanes: raising a pod to peak (a user is waiting) goes before relaxing or settling, and
+  the newest escalation first. Relaxations never use the last `reserved_for_escalations` slots
+  and pass a token bucket, so a storm of them never keeps the next escalation waiting for a slot.
 - Bounded concurrency on one keep-alive pool: near the knee of the apiserver's throughput
   (beyond it, more in flight only adds latency).
 - Failures that may pass are retried with exponential backoff per pod (0.5 s .. 30 s);
@@ -73,14 +73,17 @@ class ResizeQueue:
         self,
         act: Act,
         concurrency: int = 12,
-        background_per_second: float = 80.0,
-        background_burst: float = 20.0,
+        background_per_second: float = 500.0,
+        background_burst: float = 50.0,
+        reserved_for_escalations: int = 2,
         retry_base_seconds: float = 0.5,
         retry_max_seconds: float = 30.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.act = act
         self.concurrency = concurrency
+        # Relaxing and settling never take the last slots: an escalation always finds one free.
+        self.reserved = min(max(0, reserved_for_escalations), concurrency - 1)
         self.monotonic = monotonic
         self.bucket = TokenBucket(background_per_second, background_burst, monotonic)
         self.retry_base, self.retry_max = retry_base_seconds, retry_max_seconds
@@ -113,7 +116,13 @@ class ResizeQueue:
         self._count[lane] += 1
         self.pending[key] = (target, lane)
         if prev is None or prev[1] != lane:
-            self._lanes[lane].append(key)  # a stale entry in the other lane is skipped when reached
+            # A stale entry in the other lane is skipped when reached. Escalations are served
+            # newest first: in a storm, the attention that just arrived is the one a person is
+            # waiting on; an older one that ended meanwhile has been replaced by a relaxation.
+            if lane is Lane.ESCALATION:
+                self._lanes[lane].appendleft(key)
+            else:
+                self._lanes[lane].append(key)
         if not retry and (prev is None or prev[0] != target):
             self.attempts.pop(key, None)
         self._wake.set()
@@ -152,8 +161,10 @@ class ResizeQueue:
                 if key in self.inflight:
                     skipped.append(key)  # one PATCH per pod at a time: after this one
                     continue
-                if lane is Lane.BACKGROUND and not self.bucket.take():
-                    queue.appendleft(key)
+                if lane is Lane.BACKGROUND and (
+                    len(self.inflight) >= self.concurrency - self.reserved or not self.bucket.take()
+                ):
+                    queue.appendleft(key)  # slots kept free for escalations, or over its rate
                     break
                 job = (key, held[0], lane)
                 self._pop(key)

@@ -454,3 +454,34 @@ def test_the_watchdog_names_the_loop_that_stopped() -> None:
     problems = dog.problems()
     assert any(p.startswith("planner made no progress") for p in problems)
     assert any(p.startswith("reporter made no progress") for p in problems)
+
+
+async def test_relaxations_leave_slots_for_escalations_and_the_newest_escalation_goes_first() -> None:
+    release = asyncio.Event()
+    sent: list[str] = []
+
+    async def act(key: tuple[str, str], target: Any, lane: Lane) -> Outcome:
+        sent.append(key[1])
+        await release.wait()
+        return Outcome.DONE
+
+    queue = ResizeQueue(act, concurrency=3, reserved_for_escalations=2)
+    for i in range(5):
+        queue.put((NS, f"down-{i}"), "base", Lane.BACKGROUND)  # type: ignore[arg-type]
+    task = asyncio.create_task(queue.run())
+    for _ in range(20):
+        await asyncio.sleep(0.001)
+    assert sent == ["down-0"], "relaxations use one slot; two stay free"
+    queue.put((NS, "old"), "peak", Lane.ESCALATION)  # type: ignore[arg-type]
+    queue.put((NS, "new"), "peak", Lane.ESCALATION)  # type: ignore[arg-type]
+    for _ in range(20):
+        await asyncio.sleep(0.001)
+    assert sent == ["down-0", "new", "old"]
+    release.set()
+    for _ in range(200):
+        if len(sent) == 7:
+            break
+        await asyncio.sleep(0.001)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert len(sent) == 7
