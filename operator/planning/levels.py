@@ -312,6 +312,10 @@ def demand_of(service: Service, signals: list[Signal], prev: Memory, now: dateti
     if live:
         latest_end = max(s.end for s in live)
         attention_until = latest_end if attention_until is None else max(attention_until, latest_end)
+    elif attention_until is not None and attention_until > now:
+        # The attention was withdrawn before its end (signal deleted, intensity lowered): the
+        # cooldown counts from now, not from an end that will not come.
+        attention_until = now
     incumbent = prev.escalated_since is not None
     memory = replace(prev, attention_until=attention_until)
 

@@ -408,3 +408,26 @@ def test_predicted_attention_never_takes_a_high_priority_slot_from_a_user() -> N
     )
     assert plan.services[("ns", "b")].granted and plan.services[("ns", "c")].granted
     assert not plan.services[("ns", "a")].granted
+
+
+T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+def test_a_withdrawn_signal_starts_the_cooldown_now_not_at_its_planned_end() -> None:
+    from heady_operator.planning.incremental import IncrementalPlanner
+
+    svc = Service(("ns", "w"), 80, {"app": Amount(1000, None)}, 0.9, 10, 900)
+    inc = IncrementalPlanner()
+    inc.set_service(svc.key, svc)
+    sig = Signal("s", (svc.key,), 1.0, "ui", T0, T0 + timedelta(seconds=300))
+    inc.set_signal("s", sig)
+    inc.plan(T0)
+    inc.plan(T0 + timedelta(seconds=1))
+    assert inc.service_decisions[svc.key].granted
+    inc.set_signal("s", None)  # deleted at t=5 s
+    inc.plan(T0 + timedelta(seconds=5))
+    assert inc.memory[svc.key].attention_until == T0 + timedelta(seconds=5)
+    inc.plan(T0 + timedelta(seconds=14))
+    assert inc.service_decisions[svc.key].granted, "cooldown of 10 s from the deletion"
+    inc.plan(T0 + timedelta(seconds=15))
+    assert not inc.service_decisions[svc.key].granted, "relaxed 10 s after the deletion, not after 310 s"
