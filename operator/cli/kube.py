@@ -23,6 +23,10 @@ OPERATOR_SELECTOR = "app.kubernetes.io/component=operator,app.kubernetes.io/part
 METRICS_TIMEOUT_SECONDS = 5
 
 
+class MissingCRD(RuntimeError):
+    """heady's CRDs are not in this cluster."""
+
+
 class KubeconfigError(RuntimeError):
     """No usable kubeconfig or context; the message is the loader's, with what was tried."""
 
@@ -69,10 +73,18 @@ class Kube:
 
     def _custom(self, plural: str, namespace: str | None) -> list[Body]:
         out: Any
-        if namespace is None:
-            out = self.custom.list_cluster_custom_object(GROUP, VERSION, plural)
-        else:
-            out = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)
+        try:
+            if namespace is None:
+                out = self.custom.list_cluster_custom_object(GROUP, VERSION, plural)
+            else:
+                out = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise MissingCRD(
+                    f"the server doesn't have a resource type {plural!r} ({GROUP}/{VERSION}): "
+                    "install heady's CRDs first (kubectl apply -f crds/, or the Helm chart)"
+                ) from exc
+            raise
         items: list[Body] = out.get("items") or []
         return items
 

@@ -16,7 +16,7 @@ from kubernetes.client.exceptions import ApiException
 
 from heady_operator.cli import views
 from heady_operator.cli.args import Options, UsageError, parse
-from heady_operator.cli.kube import Kube, KubeconfigError, describe
+from heady_operator.cli.kube import Kube, KubeconfigError, MissingCRD, describe
 from heady_operator.cli.render import dump, human_duration, wants_colour
 from heady_operator.config import Settings
 
@@ -166,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         opts = parse(sys.argv[1:] if argv is None else argv)
         kube = Kube(opts.kubeconfig, opts.context)
         return COMMANDS[opts.command](kube, opts, sys.stdout, sys.stderr)
-    except (UsageError, KubeconfigError, NotFound) as exc:
+    except (UsageError, KubeconfigError, MissingCRD, NotFound) as exc:
         print(f"error: {exc}", file=sys.stderr)
     except ApiException as exc:
         print(f"error: {describe(exc)}", file=sys.stderr)

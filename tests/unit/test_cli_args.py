@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from heady_operator.cli.args import UsageError, parse, parse_duration, parse_intensity
+from heady_operator.cli.main import main
 
 
 @pytest.mark.parametrize(
@@ -98,3 +101,11 @@ def test_bad_command_lines(argv: list[str], message: str) -> None:
 def test_metrics_options() -> None:
     opts = parse(["top", "--metrics-url", "http://127.0.0.1:8080/metrics", "--operator-namespace", "ops"])
     assert (opts.metrics_url, opts.operator_namespace) == ("http://127.0.0.1:8080/metrics", "ops")
+
+
+def test_main_reports_errors_kubectl_style(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["focus", "web", "--for", "0s"]) == 1
+    assert capsys.readouterr().err == "error: --for '0s' is out of range: a signal lasts from 1s to 24h\n"
+    missing = tmp_path / "nope"
+    assert main(["top", "--kubeconfig", str(missing)]) == 1
+    assert capsys.readouterr().err.startswith(f"error: cannot load the kubeconfig ({missing}):")
