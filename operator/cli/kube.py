@@ -10,7 +10,9 @@ import json
 import urllib.error
 import urllib.request
 from typing import Any
+from urllib.parse import quote
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
@@ -43,6 +45,13 @@ def describe(exc: ApiException) -> str:
 
 
 class Kube:
+    """The cluster as kubectl sees it: the kubeconfig's current (or --context) context.
+
+    Requests go through the client's ApiClient (auth, TLS, proxies from the kubeconfig) by path,
+    not through the generated CoreV1Api/AppsV1Api classes: importing those builds thousands of
+    pydantic models, seconds of start-up for a command that makes three GETs.
+    """
+
     def __init__(self, kubeconfig: str | None, context: str | None) -> None:
         try:
             self.api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
@@ -54,30 +63,46 @@ class Kube:
             raise KubeconfigError(f"cannot load the kubeconfig ({where}): {exc}") from exc
         chosen = next((c for c in contexts if c.get("name") == context), None) if context else active
         self.default_namespace: str = ((chosen or {}).get("context") or {}).get("namespace") or "default"
-        self.core = client.CoreV1Api(self.api)
-        self.apps = client.AppsV1Api(self.api)
-        self.custom = client.CustomObjectsApi(self.api)
 
-    @staticmethod
-    def _raw(method: Any, *args: Any, **kwargs: Any) -> Body:
-        resp = method(*args, _preload_content=False, **kwargs)
-        data: Body = json.loads(resp.data)
+    def _request(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str] | None = None,
+        body: Body | None = None,
+        timeout: float | None = None,
+    ) -> bytes:
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        verb, url, header_params, data, _ = self.api.param_serialize(
+            method,
+            path,
+            query_params=list((query or {}).items()) or None,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        resp: Any = self.api.call_api(
+            verb, url, header_params=header_params, body=data, _request_timeout=timeout
+        )
+        raw: bytes = resp.read()
+        if not 200 <= resp.status < 300:
+            raise ApiException(http_resp=resp)
+        return raw
+
+    def _get(self, path: str, **query: str) -> Body:
+        data: Body = json.loads(self._request("GET", path, query))
         return data
 
-    def _items(self, namespaced: Any, cluster: Any, namespace: str | None, **kwargs: Any) -> list[Body]:
-        if namespace is None:
-            return list(self._raw(cluster, **kwargs).get("items") or [])
-        return list(self._raw(namespaced, namespace, **kwargs).get("items") or [])
+    def _items(self, path: str, **query: str) -> list[Body]:
+        return list(self._get(path, **query).get("items") or [])
 
     # ------------------------------------------------------------ heady's resources
 
     def _custom(self, plural: str, namespace: str | None) -> list[Body]:
-        out: Any
         try:
-            if namespace is None:
-                out = self.custom.list_cluster_custom_object(GROUP, VERSION, plural)
-            else:
-                out = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)
+            return self._items(_path(f"/apis/{GROUP}/{VERSION}", namespace, plural))
         except ApiException as exc:
             if exc.status == 404:
                 raise MissingCRD(
@@ -85,15 +110,12 @@ class Kube:
                     "install heady's CRDs first (kubectl apply -f crds/, or the Helm chart)"
                 ) from exc
             raise
-        items: list[Body] = out.get("items") or []
-        return items
 
     def services(self, namespace: str | None) -> list[Body]:
         return self._custom("headyservices", namespace)
 
     def service(self, namespace: str, name: str) -> Body:
-        body: Any = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "headyservices", name)
-        return dict(body)
+        return self._get(_path(f"/apis/{GROUP}/{VERSION}", namespace, "headyservices", name))
 
     def signals(self, namespace: str) -> list[Body]:
         return self._custom("attentionsignals", namespace)
@@ -102,54 +124,36 @@ class Kube:
         return self._custom("arenasessions", namespace)
 
     def create_signal(self, namespace: str, body: Body) -> Body:
-        created: Any = self.custom.create_namespaced_custom_object(
-            GROUP, VERSION, namespace, "attentionsignals", body
-        )
-        return dict(created)
+        path = _path(f"/apis/{GROUP}/{VERSION}", namespace, "attentionsignals")
+        created: Body = json.loads(self._request("POST", path, body=body))
+        return created
 
     # ------------------------------------------------------------ workloads, pods, nodes
 
     def workloads(self, namespace: str | None) -> dict[tuple[str, str, str], Body]:
         out: dict[tuple[str, str, str], Body] = {}
-        for kind, ns_call, all_call in (
-            (
-                "Deployment",
-                self.apps.list_namespaced_deployment,
-                self.apps.list_deployment_for_all_namespaces,
-            ),
-            (
-                "StatefulSet",
-                self.apps.list_namespaced_stateful_set,
-                self.apps.list_stateful_set_for_all_namespaces,
-            ),
-        ):
-            for w in self._items(ns_call, all_call, namespace):
+        for kind, plural in (("Deployment", "deployments"), ("StatefulSet", "statefulsets")):
+            for w in self._items(_path("/apis/apps/v1", namespace, plural)):
                 out[(w["metadata"]["namespace"], kind, w["metadata"]["name"])] = w
         return out
 
     def workload(self, namespace: str, kind: str, name: str) -> Body | None:
-        read = (
-            self.apps.read_namespaced_deployment
-            if kind == "Deployment"
-            else self.apps.read_namespaced_stateful_set
-        )
+        plural = "deployments" if kind == "Deployment" else "statefulsets"
         try:
-            return self._raw(read, name, namespace)
+            return self._get(_path("/apis/apps/v1", namespace, plural, name))
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
 
     def pods(self, namespace: str | None) -> list[Body]:
-        return self._items(self.core.list_namespaced_pod, self.core.list_pod_for_all_namespaces, namespace)
+        return self._items(_path("/api/v1", namespace, "pods"))
 
     def pods_on_node(self, node: str) -> list[Body]:
-        return self._items(
-            None, self.core.list_pod_for_all_namespaces, None, field_selector=f"spec.nodeName={node}"
-        )
+        return self._items("/api/v1/pods", fieldSelector=f"spec.nodeName={node}")
 
     def node(self, name: str) -> Body:
-        return self._raw(self.core.read_node, name)
+        return self._get(f"/api/v1/nodes/{quote(name, safe='')}")
 
     # ------------------------------------------------------------ the operator's metrics
 
@@ -167,13 +171,10 @@ class Kube:
             return parse_saved_metric(text, metrics_url)
         try:
             if operator_service:
-                svc = self._raw(self.core.read_namespaced_service, operator_service, operator_ns)
+                svc = self._get(_path("/api/v1", operator_ns, "services", operator_service))
             else:
-                found = (
-                    self._raw(
-                        self.core.list_namespaced_service, operator_ns, label_selector=OPERATOR_SELECTOR
-                    ).get("items")
-                    or []
+                found = self._items(
+                    _path("/api/v1", operator_ns, "services"), labelSelector=OPERATOR_SELECTOR
                 )
                 if not found:
                     return SavedMetric(
@@ -188,19 +189,21 @@ class Kube:
         port = next((p for p in ports if p.get("name") == "http"), ports[0] if ports else None)
         target = f"{name}:{port.get('name') or port.get('port')}" if port else name
         source = f"service {operator_ns}/{target} (apiserver proxy)"
+        path = _path("/api/v1", operator_ns, "services", target) + "/proxy/metrics"
         try:
-            proxied: Any = self.core.connect_get_namespaced_service_proxy_with_path(
-                target,
-                operator_ns,
-                "metrics",
-                _preload_content=False,
-                _request_timeout=METRICS_TIMEOUT_SECONDS,
+            text = self._request("GET", path, timeout=METRICS_TIMEOUT_SECONDS).decode(
+                "utf-8", errors="replace"
             )
-            text = proxied.data.decode("utf-8", errors="replace")
         except ApiException as exc:
             return SavedMetric(
                 source=source, reason=f"the apiserver proxy to {source} answered {describe(exc)}"
             )
-        except OSError as exc:  # urllib3 timeouts and refused connections
+        except (OSError, urllib3.exceptions.HTTPError) as exc:
             return SavedMetric(source=source, reason=f"the apiserver proxy to {source} failed: {exc}")
         return parse_saved_metric(text, source)
+
+
+def _path(prefix: str, namespace: str | None, plural: str, name: str | None = None) -> str:
+    path = prefix if namespace is None else f"{prefix}/namespaces/{quote(namespace, safe='')}"
+    path += f"/{plural}"
+    return path if name is None else f"{path}/{quote(name, safe=':')}"

@@ -538,7 +538,8 @@ def _verdict(inp: ExplainInput, signals: list[dict[str, Any]]) -> tuple[str, str
     if level == "Unknown":
         return f"not managed: {ready.get('message') or ready.get('reason') or 'unknown'}", "unmanaged"
     if st.get("waitingReason"):
-        return f"wants peak but waits: {st['waitingReason']}", "waiting"
+        why = str(st["waitingReason"]).removeprefix("waiting: ")
+        return f"wants peak but waits: {why}", "waiting"
     if resting is not None and resting > inp.now:
         return (
             f"resting after maxPeakSeconds until {resting.isoformat()} ({_until(inp.now, resting)})",
