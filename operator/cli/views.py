@@ -138,19 +138,27 @@ def container_peaks(service: Body, workload: Body | None) -> dict[str, tuple[int
 
 
 def pod_peak(pod: Body, peaks: Mapping[str, tuple[int | None, int | None]]) -> Resources:
-    """The pod's requests at peak. Limits cap the peak unless the pod is Guaranteed (then limits
-    move with requests), as the operator keeps QoS."""
+    """The pod's requests at peak, as the operator sets them (planning/levels.py) keeping QoS:
+    Guaranteed pods move limits with requests; otherwise limits cap the peak, and when that
+    would make requests equal limits everywhere (Guaranteed), the first CPU request stops 1m short."""
     guaranteed = (pod.get("status") or {}).get("qosClass") == "Guaranteed"
-    total = Resources()
+    targets: list[tuple[int, int, int | None, int | None]] = []
     for c in (pod.get("spec") or {}).get("containers") or []:
         now = container_requests(c)
         cpu, mem = peaks.get(str(c.get("name")), (None, None))
         lim = (c.get("resources") or {}).get("limits") or {}
+        lim_cpu, lim_mem = _cpu(lim.get("cpu")), _mem(lim.get("memory"))
         cpu = now.cpu if cpu is None else cpu
         mem = now.memory if mem is None else mem
         if not guaranteed:
-            cpu = min(cpu, _first(_cpu(lim.get("cpu")), cpu) or cpu)
-            mem = min(mem, _first(_mem(lim.get("memory")), mem) or mem)
+            cpu = cpu if lim_cpu is None else min(cpu, lim_cpu)
+            mem = mem if lim_mem is None else min(mem, lim_mem)
+        targets.append((cpu, mem, lim_cpu, lim_mem))
+    if not guaranteed and targets and all(t[0] == t[2] and t[1] == t[3] for t in targets):
+        cpu, mem, lim_cpu, lim_mem = targets[0]
+        targets[0] = (max(1, cpu - 1), mem, lim_cpu, lim_mem)
+    total = Resources()
+    for cpu, mem, _, _ in targets:
         total += Resources(cpu, mem)
     return total
 

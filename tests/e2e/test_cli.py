@@ -119,8 +119,9 @@ def test_focus_creates_a_signal_that_brings_peak_and_top_shows_it(
         "Peak",
         2,
         {"cpu": "3998m", "memory": "4Gi"},
-        {"cpu": "4", "memory": "4Gi"},
+        {"cpu": "3998m", "memory": "4Gi"},  # Burstable: the operator stops 1m below the CPU limit
     )
+    assert item["capacitySavedNow"] == {"cpu": 0.0, "memory": 0.0}
     # The operator runs outside the cluster here, so there is no Service to proxy to.
     assert data["capacitySavedLastHour"]["available"] is False
     assert "no operator Service" in data["capacitySavedLastHour"]["reason"]
