@@ -196,10 +196,13 @@ class Kube:
             )
         except ApiException as exc:
             return SavedMetric(
-                source=source, reason=f"the apiserver proxy to {source} answered {describe(exc)}"
+                source=source,
+                reason=f"the apiserver proxy to service {operator_ns}/{target} answered {describe(exc)}",
             )
         except (OSError, urllib3.exceptions.HTTPError) as exc:
-            return SavedMetric(source=source, reason=f"the apiserver proxy to {source} failed: {exc}")
+            return SavedMetric(
+                source=source, reason=f"the apiserver proxy to service {operator_ns}/{target} failed: {exc}"
+            )
         return parse_saved_metric(text, source)
 
 

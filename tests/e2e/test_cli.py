@@ -335,3 +335,28 @@ def test_top_on_a_terminal_has_colour_and_without_one_has_none(
     screen = _in_terminal(tmux, cluster, f"NO_COLOR=1 TERM=xterm-256color kubectl heady top -n {ns}; true")
     assert "Peak" in screen and not SGR.search(screen), "NO_COLOR turns colour off on a terminal"
     assert "\x1b[" not in heady(cluster, "top", "-n", ns).stdout, "no colour when stdout is not a terminal"
+
+
+def test_saved_1h_through_the_apiserver_proxy_says_why_it_is_na(cluster: Cluster, ns: str) -> None:
+    """The chart's operator Service, found by its labels; kwok has no pod behind it, so the
+    apiserver's service proxy answers with no endpoints, and top says so instead of failing."""
+    cluster.apply(headyservice("web", ns))
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {
+                "name": "heady-operator",
+                "namespace": ns,
+                "labels": {"app.kubernetes.io/component": "operator", "app.kubernetes.io/part-of": "heady"},
+            },
+            "spec": {
+                "selector": {"app.kubernetes.io/component": "operator"},
+                "ports": [{"name": "http", "port": 8080, "targetPort": 8080}],
+            },
+        }
+    )
+    res = heady(cluster, "top", "-n", ns, "-o", "wide", "--operator-namespace", ns)
+    assert res.stdout.splitlines()[1].split()[:7] == ["web", "Unknown", "medium", "0/0", "n/a", "n/a", "80"]
+    assert f"SAVED-1H is n/a: the apiserver proxy to service {ns}/heady-operator:http answered" in res.stderr
+    assert "no endpoints available" in res.stderr
