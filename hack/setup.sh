@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh machine, idempotently:
-# the Python virtualenv (.venv), redis-server and tmux (Debian), and the cluster tools (hack/tools.sh).
+# the Python virtualenv (.venv), redis-server (Debian), and the cluster tools (hack/tools.sh).
 # Fails loudly when something cannot be installed; nothing is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,16 +24,7 @@ if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]]; then
   touch "$stamp"
 fi
 
-if ! command -v redis-server >/dev/null; then
-  command -v apt-get >/dev/null || die "redis-server is missing and apt-get is not available to install it"
-  log "installing redis-server from Debian"
-  if [[ $(id -u) -eq 0 ]]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
-  command -v redis-server >/dev/null || die "redis-server did not install"
-fi
-
-# tmux: the kubectl-heady e2e tests read the plugin's output off a real terminal (capture-pane).
+# tmux (Debian): the kubectl-heady e2e tests read the plugin's output off a real terminal (capture-pane).
 if ! command -v tmux >/dev/null; then
   command -v apt-get >/dev/null || die "tmux is missing and apt-get is not available to install it"
   log "installing tmux from Debian"
@@ -41,6 +32,15 @@ if ! command -v tmux >/dev/null; then
   $SUDO apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq tmux >/dev/null
   command -v tmux >/dev/null || die "tmux did not install"
+fi
+
+if ! command -v redis-server >/dev/null; then
+  command -v apt-get >/dev/null || die "redis-server is missing and apt-get is not available to install it"
+  log "installing redis-server from Debian"
+  if [[ $(id -u) -eq 0 ]]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+  command -v redis-server >/dev/null || die "redis-server did not install"
 fi
 
 hack/tools.sh >/dev/null
