@@ -34,6 +34,7 @@ lint: setup ## ruff (lint + format check) and mypy --strict
 	.venv/bin/ruff check operator tests benchmarks hack
 	.venv/bin/ruff format --check operator tests benchmarks hack
 	.venv/bin/mypy -p heady_operator
+	.venv/bin/lint-imports
 
 test: setup lint ## everything: unit, storage, ingest and e2e tests, then each benchmark in quick mode
 	.venv/bin/pytest -ra tests

@@ -167,6 +167,12 @@ def create(bins: Path, env: dict[str, str]) -> None:
             "--etcd-binary",
             str(bins / "etcd"),
             "--disable-qps-limits",
+            # One instance of each: leader election only lets a loaded machine (a lease renewal
+            # over 5 s late) stop the controller-manager and scheduler for good.
+            "--extra-args",
+            "kube-controller-manager=leader-elect=false",
+            "--extra-args",
+            "kube-scheduler=leader-elect=false",
             "--wait",
             "120s",
             "-c",

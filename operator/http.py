@@ -9,27 +9,32 @@ Retry-After seconds), 503 when Redis is configured but down.
 from __future__ import annotations
 
 import json
+from typing import Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from heady_operator import metrics as m
 from heady_operator.config import Settings
-from heady_operator.escalation import EscalationController
-from heady_operator.ingest import AttentionIntake, AttentionSink, Refused
+from heady_operator.ingest import AttentionIntake, Refused
 from heady_operator.metrics import REGISTRY
 
-CONTROLLER: web.AppKey[EscalationController] = web.AppKey("controller", EscalationController)
+
+class Health(Protocol):
+    def problems(self) -> list[str]: ...
+
+
+HEALTH: web.AppKey[Health] = web.AppKey("health", Health)
 INTAKE: web.AppKey[AttentionIntake] = web.AppKey("intake", AttentionIntake)
 
 
 async def healthz(request: web.Request) -> web.Response:
-    controller = request.app[CONTROLLER]
-    # The ingest is reported, not judged: AttentionSignal objects work without Redis.
+    problems = request.app[HEALTH].problems()
+    # The ingest's availability is reported, not judged: AttentionSignal objects work without Redis.
     ingest = request.app[INTAKE].state
-    if controller.healthy():
+    if not problems:
         return web.json_response({"status": "ok", "ingest": ingest})
-    return web.json_response({"status": "stalled", "ingest": ingest}, status=503)
+    return web.json_response({"status": "stalled", "ingest": ingest, "problems": problems}, status=503)
 
 
 async def metrics(_: web.Request) -> web.Response:
@@ -62,20 +67,22 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
-def build_app(controller: EscalationController, intake: AttentionIntake | None = None) -> web.Application:
+def build_app(health: Health, intake: AttentionIntake) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
-    app[CONTROLLER] = controller
-    app[INTAKE] = intake or AttentionIntake(controller.settings, AttentionSink(controller))
+    app[HEALTH] = health
+    app[INTAKE] = intake
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/v1/attention", post_attention)
     return app
 
 
-async def start(
-    cfg: Settings, controller: EscalationController, intake: AttentionIntake | None = None
-) -> web.AppRunner:
-    runner = web.AppRunner(build_app(controller, intake), access_log=None)
+async def start(cfg: Settings, health: Health, intake: AttentionIntake) -> web.AppRunner:
+    runner = web.AppRunner(build_app(health, intake), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, cfg.http_host, cfg.http_port).start()
+    try:
+        await web.TCPSite(runner, cfg.http_host, cfg.http_port).start()
+    except BaseException:
+        await runner.cleanup()  # nothing half-started stays bound to the port
+        raise
     return runner

@@ -23,7 +23,14 @@ from heady_operator.config import Settings
 from heady_operator.kube import chaos as kchaos
 from heady_operator.kube.client import Kube
 from heady_operator.kube.events import post_event
-from heady_operator.metrics import CHAOS_FAULTS, CHAOS_RECOVERY, CHAOS_RESTORES, CHAOS_VERDICTS
+from heady_operator.metrics import (
+    CHAOS_FAULTS,
+    CHAOS_RECOVERY,
+    CHAOS_RESTORES,
+    CHAOS_VERDICTS,
+    fault_active,
+    forget_faults,
+)
 from heady_operator.models.arena import PLURAL, ChaosKind, ChaosSpec
 from heady_operator.models.common import GROUP, VERSION, set_condition, utcnow
 from heady_operator.planning import chaos as plan_chaos
@@ -127,6 +134,7 @@ async def chaos_finalizer(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if inline is not None:
         pending += sorted(inline.running)
     restored = await kchaos.restore(kube, namespace, name)
+    forget_faults(namespace, name)
     if restored.forbidden:
         await _recover_forbidden(settings, kube, inline, body, namespace, name, uid)
     if restored.anything:
@@ -274,10 +282,12 @@ async def apply(
         await _execute(settings, kube, inline, body, obs, JobAction.RECOVER, action)
     elif action.do is Do.CONFIRM_INJECTED:
         CHAOS_FAULTS.labels(kind).inc()
+        fault_active(obs.namespace, obs.session, action.experiment or "", kind)
         await post_event(
             kube, body, "ChaosInjected", f"{action.experiment}: {record.message if record else kind}"
         )
     elif action.do is Do.CONFIRM_RECOVERED:
+        forget_faults(obs.namespace, obs.session, action.experiment)
         await post_event(kube, body, "ChaosRecovered", f"{action.experiment}: {kind} fault removed")
     elif action.do is Do.RESTORE:
         await kchaos.delete_jobs(kube, settings.operator_namespace, obs.session_uid, action.experiment)
@@ -287,6 +297,7 @@ async def apply(
                 settings, kube, inline, body, obs.namespace, obs.session, obs.session_uid
             )
         CHAOS_RESTORES.labels(action.reason or "Restore").inc()
+        forget_faults(obs.namespace, obs.session, action.experiment)
         await post_event(
             kube, body, "ChaosRestored", f"{action.experiment} ({action.reason}): {restored.describe()}"
         )

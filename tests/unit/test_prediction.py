@@ -6,9 +6,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from heady_operator.config import Settings
-from heady_operator.escalation import EscalationController
+from heady_operator.planning.incremental import IncrementalPlanner
 from heady_operator.planning.levels import Level
 from heady_operator.planning.prediction import TransitionModel
+from heady_operator.state.cluster import ClusterState
+from tests import objects
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 A, B, C = ("ns", "a"), ("ns", "b"), ("ns", "c")
@@ -55,7 +57,7 @@ def test_old_evidence_is_halved_when_a_row_grows_too_large() -> None:
     assert sum(m.counts["ns/a"].values()) <= 4
 
 
-# ------------------------------------------------------------------ through the controller
+# ------------------------------------------------------------------ through the cluster state
 
 
 class Clock:
@@ -66,93 +68,57 @@ class Clock:
         return self.now
 
 
-def _bodies(ns: str = "ns") -> list[tuple[str, dict[str, Any]]]:
-    objs: list[tuple[str, dict[str, Any]]] = [
-        ("node", {"metadata": {"name": "n1"}, "status": {"allocatable": {"cpu": "8", "memory": "32Gi"}}})
-    ]
-    for name in ("a", "b"):
-        labels = {"app": name}
-        objs.append(
-            (
-                "workload",
-                {
-                    "kind": "Deployment",
-                    "metadata": {"namespace": ns, "name": name},
-                    "spec": {
-                        "selector": {"matchLabels": labels},
-                        "template": {
-                            "spec": {
-                                "containers": [
-                                    {"name": "app", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}
-                                ]
-                            }
-                        },
-                    },
-                },
-            )
-        )
-        objs.append(
-            (
-                "service",
-                {
-                    "metadata": {"namespace": ns, "name": name, "generation": 1},
-                    "spec": {"workload": {"name": name}},
-                },
-            )
-        )
-        objs.append(
-            (
-                "pod",
-                {
-                    "metadata": {"namespace": ns, "name": f"{name}-0", "labels": labels},
-                    "spec": {
-                        "nodeName": "n1",
-                        "containers": [
-                            {
-                                "name": "app",
-                                "resources": {
-                                    "requests": {"cpu": "900m", "memory": "921Mi"},
-                                    "limits": {"cpu": "1", "memory": "1Gi"},
-                                },
-                            }
-                        ],
-                    },
-                    "status": {"phase": "Running", "qosClass": "Burstable"},
-                },
-            )
-        )
-    return objs
+def _state(settings: Settings, clock: Clock) -> ClusterState:
+    state = ClusterState(settings, IncrementalPlanner(), clock)
+    state.on_node("ADDED", objects.node("n1"))
+    container = {"name": "app", "resources": objects.resources(limits={"cpu": "1", "memory": "1Gi"})}
+    for name in ("a", "b", "c"):
+        state.on_workload("ADDED", "Deployment", objects.deployment("ns", name, [container]))
+        state.on_replica_set("ADDED", objects.replica_set("ns", name))
+        state.on_service("ADDED", objects.headyservice("ns", name, {"workload": {"name": name}}))
+        running = {
+            "name": "app",
+            "resources": objects.resources({"cpu": "900m", "memory": "921Mi"}, {"cpu": "1", "memory": "1Gi"}),
+        }
+        state.on_pod("ADDED", objects.pod("ns", f"{name}-0", name, [running], qos="Burstable"))
+    return state
 
 
-def _signal(name: str, svc: str, user: str, at: datetime) -> dict[str, Any]:
-    return {
-        "metadata": {"namespace": "ns", "name": name, "creationTimestamp": at.isoformat()},
-        "spec": {"services": [svc], "user": user, "ttlSeconds": 5, "source": "ui"},
-    }
+def _signal(name: str, svc: str, user: str, at: datetime) -> Any:
+    return objects.signal("ns", name, {"services": [svc], "user": user, "ttlSeconds": 5, "source": "ui"}, at)
 
 
-async def test_learned_transition_pre_escalates_the_next_service() -> None:
+def test_learned_transition_pre_escalates_the_next_service() -> None:
     clock = Clock()
-    ctl = EscalationController(Settings(prediction_min_observations=3, prediction_threshold=0.6), None, clock)
-    for kind, body in _bodies():
-        getattr(ctl, f"on_{kind}")("ADDED", body)
-    ctl.mark_synced()
+    state = _state(Settings(prediction_min_observations=3, prediction_threshold=0.6), clock)
     # A user goes a -> b three times.
     for i in range(3):
         clock.now = T0 + timedelta(seconds=20 * i)
-        ctl.on_signal("ADDED", _signal(f"sa{i}", "a", "u", clock.now))
+        state.on_signal("ADDED", _signal(f"sa{i}", "a", "u", clock.now))
         clock.now += timedelta(seconds=1)
-        ctl.on_signal("ADDED", _signal(f"sb{i}", "b", "u", clock.now))
+        state.on_signal("ADDED", _signal(f"sb{i}", "b", "u", clock.now))
     # Then attention lands on a again, with b quiet: b is raised before the user gets there.
     clock.now = T0 + timedelta(seconds=100)
-    ctl.on_signal("ADDED", _signal("sa-again", "a", "u", clock.now))
-    plan = await ctl.reconcile()
-    assert plan.pods[("ns", "b-0")].level is Level.PEAK
-    predicted = [e for e in ctl.signals.values() if e.path == "predictor"]
+    state.on_signal("ADDED", _signal("sa-again", "a", "u", clock.now))
+    state.planner.plan(clock.now)
+    assert state.planner.pod_decisions[("ns", "b-0")].level is Level.PEAK
+    predicted = [e for e in state.signals.values() if e.path == "predictor"]
     assert len(predicted) == 1 and predicted[0].signal is not None
     assert predicted[0].signal.services == (B,)
-    assert ctl.model.last_predicted["ns/a"] == "ns/b"
+    assert state.model.last_predicted["ns/a"] == "ns/b"
     # The user does go to b within the prediction's TTL: a hit.
     clock.now += timedelta(seconds=2)
-    ctl.on_signal("ADDED", _signal("sb-again", "b", "u", clock.now))
-    assert ctl.model.stats_for(B)["hits"] == 1
+    state.on_signal("ADDED", _signal("sb-again", "b", "u", clock.now))
+    assert state.model.stats_for(B)["hits"] == 1
+
+
+def test_signals_without_a_user_teach_the_model_nothing() -> None:
+    clock = Clock()
+    state = _state(Settings(), clock)
+    for i, svc in enumerate(["a", "b", "a", "b", "c"]):
+        clock.now = T0 + timedelta(seconds=i)
+        state.on_signal(
+            "ADDED", objects.signal("ns", f"s{i}", {"services": [svc], "ttlSeconds": 5}, clock.now)
+        )
+    assert state.model.counts == {}
+    assert state.model.last == {}
