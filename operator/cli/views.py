@@ -16,6 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from heady_operator.cli.render import Cell, human_duration, paint, percent, table
 from heady_operator.models.common import HIGH_PRIORITY_THRESHOLD, PRIORITY_VALUES, PriorityLevel, parse_time
 from heady_operator.models.quantity import QuantityError, cpu_millis, format_cpu, format_memory, memory_bytes
+from heady_operator.planning.levels import Amount, ContainerResources
+from heady_operator.planning.world import default_peak, explicit_peak
 
 Body = Mapping[str, Any]
 Key = tuple[str, str]
@@ -117,8 +119,8 @@ def pod_active(pod: Body) -> bool:
 
 
 def container_peaks(service: Body, workload: Body | None) -> dict[str, tuple[int | None, int | None]]:
-    """Peak per container, as the operator reads it: the HeadyService's explicit peak, else the
-    template's limits, else its requests."""
+    """Peak per container by the operator's own rule (planning/world.py): the HeadyService's
+    explicit peak, else the template's requests (its limits where it has no request)."""
     template = ((workload or {}).get("spec") or {}).get("template", {}).get("spec", {}).get(
         "containers"
     ) or []
@@ -127,13 +129,20 @@ def container_peaks(service: Body, workload: Body | None) -> dict[str, tuple[int
     }
     peaks: dict[str, tuple[int | None, int | None]] = {}
     for c in template:
+        name = str(c.get("name"))
         res = c.get("resources") or {}
-        lim, req = res.get("limits") or {}, res.get("requests") or {}
-        over = explicit.get(c.get("name"), {})
-        cpu = _first(_cpu(over.get("cpu")), _cpu(lim.get("cpu")), _cpu(req.get("cpu")))
-        mem = _first(_mem(over.get("memory")), _mem(lim.get("memory")), _mem(req.get("memory")))
-        if cpu is not None or mem is not None:
-            peaks[str(c.get("name"))] = (cpu, mem)
+        req, lim = res.get("requests") or {}, res.get("limits") or {}
+        value = default_peak(
+            ContainerResources(
+                name,
+                Amount(_cpu(req.get("cpu")), _mem(req.get("memory"))),
+                Amount(_cpu(lim.get("cpu")), _mem(lim.get("memory"))),
+            )
+        )
+        if name in explicit:
+            value = explicit_peak(explicit[name].get("cpu"), explicit[name].get("memory"), value)
+        if value != Amount():
+            peaks[name] = (value.cpu, value.memory)
     return peaks
 
 

@@ -118,8 +118,8 @@ def test_focus_creates_a_signal_that_brings_peak_and_top_shows_it(
     assert (item["level"], item["podsAtPeak"], item["requests"], item["peakRequests"]) == (
         "Peak",
         2,
-        {"cpu": "3998m", "memory": "4Gi"},
-        {"cpu": "3998m", "memory": "4Gi"},  # Burstable: the operator stops 1m below the CPU limit
+        {"cpu": "2", "memory": "2Gi"},
+        {"cpu": "2", "memory": "2Gi"},  # no explicit peak: the template's requests, 1 CPU / 1Gi a pod
     )
     assert item["capacitySavedNow"] == {"cpu": 0.0, "memory": 0.0}
     # The operator runs outside the cluster here, so there is no Service to proxy to.

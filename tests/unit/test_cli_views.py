@@ -35,7 +35,8 @@ def service(name: str, priority: str = "medium", ns: str = NS, **status: Any) ->
 
 
 def deployment(name: str, limits: dict[str, str] | None = None, ns: str = NS) -> dict[str, Any]:
-    res = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": limits or {"cpu": "2", "memory": "2Gi"}}
+    # The owner asks for 2 CPU / 2Gi: that is the default peak (planning/world.py).
+    res = {"requests": {"cpu": "2", "memory": "2Gi"}, "limits": limits or {"cpu": "2", "memory": "2Gi"}}
     return {
         "metadata": {"name": name, "namespace": ns},
         "spec": {
@@ -116,6 +117,18 @@ def test_explicit_peak_wins_and_burstable_limits_cap_it() -> None:
     assert cap.peak == views.Resources(2000, 2**30)
     guaranteed = pod("web-1", "web", "1", "512Mi", qos="Guaranteed")
     assert views.capacity(svc, deployment("web"), [guaranteed]).peak == views.Resources(4000, 2**30)
+
+
+def test_default_peak_is_the_templates_requests_else_its_limits() -> None:
+    dep = deployment("web")
+    dep["spec"]["template"]["spec"]["containers"][0]["resources"] = {
+        "requests": {"cpu": "500m"},
+        "limits": {"cpu": "2", "memory": "2Gi"},
+    }
+    assert views.container_peaks(service("web"), dep) == {"app": (500, 2**31)}
+    svc = service("web")
+    svc["spec"]["containers"] = [{"name": "app", "peak": {"memory": "1Gi"}}]
+    assert views.container_peaks(svc, dep) == {"app": (500, 2**30)}
 
 
 def test_finished_pods_and_pods_of_other_workloads_do_not_count() -> None:
