@@ -283,9 +283,16 @@ def parse_saved_metric(text: str, source: str) -> SavedMetric:
             elif total is None:
                 total = float(sample.value)
     if not found:
+        names = {f.name for f in families}
+        hint = "this operator version does not export it"
+        if {"heady_capacity_requests", "heady_capacity_peak_requests"} <= names:
+            # Those two are gauges of now; an hour needs Prometheus' history, not one scrape.
+            hint += (
+                "; it has heady_capacity_requests and heady_capacity_peak_requests, so Prometheus can answer: "
+                "1 - sum(avg_over_time(heady_capacity_requests[1h])) / sum(avg_over_time(heady_capacity_peak_requests[1h]))"
+            )
         return SavedMetric(
-            source=source,
-            reason=f"the operator's metrics at {source} have no {CAPACITY_METRIC} (this operator version does not export it)",
+            source=source, reason=f"the operator's metrics at {source} have no {CAPACITY_METRIC} ({hint})"
         )
     return SavedMetric(by_service=by_service, total=total, source=source)
 

@@ -194,6 +194,13 @@ def test_saved_metric_missing_says_why() -> None:
     assert m.reason is not None
     assert "no heady_capacity_saved_ratio" in m.reason
     assert "http://op/metrics" in m.reason
+    gauges = (
+        'heady_capacity_requests{namespace="a",service="b",resource="cpu"} 0.9\n'
+        'heady_capacity_peak_requests{namespace="a",service="b",resource="cpu"} 1\n'
+    )
+    m = views.parse_saved_metric(gauges, "http://op/metrics")
+    assert m.reason is not None
+    assert "avg_over_time(heady_capacity_requests[1h])" in m.reason
 
 
 # ---------------------------------------------------------------- top
