@@ -841,7 +841,7 @@ def render_arenas(items: Sequence[Mapping[str, Any]], wide: bool, all_namespaces
     )
     headers += ["WAITING", "REASON"]
     if wide:
-        headers += ["VALUE", "RISK", "ALLOCATION", "ADMITTED"]
+        headers += ["PRIO-VALUE", "RISK", "ALLOCATION", "ADMITTED"]  # not spec.value (ROI)
     headers += ["MESSAGE"]
     rows = []
     for it in items:
