@@ -24,6 +24,16 @@ if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]]; then
   touch "$stamp"
 fi
 
+# tmux (Debian): the kubectl-heady e2e tests read the plugin's output off a real terminal (capture-pane).
+if ! command -v tmux >/dev/null; then
+  command -v apt-get >/dev/null || die "tmux is missing and apt-get is not available to install it"
+  log "installing tmux from Debian"
+  if [[ $(id -u) -eq 0 ]]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq tmux >/dev/null
+  command -v tmux >/dev/null || die "tmux did not install"
+fi
+
 if ! command -v redis-server >/dev/null; then
   command -v apt-get >/dev/null || die "redis-server is missing and apt-get is not available to install it"
   log "installing redis-server from Debian"
