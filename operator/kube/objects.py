@@ -64,10 +64,16 @@ class PodCondition(msgspec.Struct):
     message: str | None = None
 
 
+class ContainerStatus(msgspec.Struct):
+    name: str = ""
+    restartCount: int = 0
+
+
 class PodStatus(msgspec.Struct):
     phase: str | None = None
     qosClass: str | None = None
     conditions: list[PodCondition] = msgspec.field(default_factory=list)
+    containerStatuses: list[ContainerStatus] = msgspec.field(default_factory=list)
 
 
 class Pod(msgspec.Struct):

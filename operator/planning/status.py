@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +25,7 @@ class ServiceFacts:
     tunnel: tuple[bool, str, str] | None
     prediction: Mapping[str, Any]
     cooldown_seconds: int = 0
+    kubelet_errors: Mapping[str, str] = field(default_factory=dict)  # pod -> the kubelet's message
 
 
 def service_status(
@@ -84,17 +85,19 @@ def service_status(
         conditions = set_condition(
             conditions, "Progressing", False, "Settled", f"{level}: {decision.message}", now, generation
         )
-    if infeasible or facts.failed:
+    if infeasible or facts.failed or facts.kubelet_errors:
         msg = []
         if infeasible:
             msg.append(f"resize to peak infeasible on its node for {', '.join(infeasible)}; held at baseline")
         if facts.failed:
             msg.append(f"resize failing for {', '.join(sorted(facts.failed))}; retrying")
+        for pod, why in sorted(facts.kubelet_errors.items()):
+            msg.append(f"the kubelet cannot finish the resize of {pod}: {why}; not retried while it says so")
         conditions = set_condition(
             conditions,
             "Degraded",
             True,
-            "Infeasible" if infeasible else "ResizeFailed",
+            "Infeasible" if infeasible else ("ResizeFailed" if facts.failed else "KubeletResizeError"),
             "; ".join(msg),
             now,
             generation,

@@ -144,6 +144,11 @@ class Reporter:
                 and e.reported != "expired"
             )
             await self._expire_objects(now)
+        events, state.events = state.events, []
+        for service_key, reason, message, type_ in events:
+            entry = state.services.get(service_key)
+            if entry is not None:
+                await self.api.post_event(entry.ref.body(), reason, message, type_)
         for skey in list(state.dirty_signals):
             if mono - self._dirty_since.setdefault(skey, mono) < settle:
                 continue  # a short signal then gets one status (expired), not two
@@ -172,6 +177,9 @@ class Reporter:
             invalid_spec=entry.spec is None,
             pods=pod_decisions,
             failed=[p[1] for p in pods if p in self.failed],
+            kubelet_errors={
+                p[1]: self.state.kubelet_errors[p] for p in pods if p in self.state.kubelet_errors
+            },
             conflicts={p[1]: self.conflicts[p] for p in pods if p in self.conflicts},
             tunnel=self.tunnel_state.get(key),
             prediction=self.state.model.stats_for(key),

@@ -103,6 +103,7 @@ class PodEntry:
     replica_set: str | None
     resize: tuple[str, str] | None
     record: Pod
+    restarts: int = 0
 
 
 @dataclass(slots=True)
@@ -147,6 +148,10 @@ class ClusterState:
         # resized since (with who), for the loop to back off from.
         self.written: dict[PodKey, tuple[ContainerResources, ...]] = {}
         self.foreign_resizes: dict[PodKey, str] = {}
+        # What the kubelet says about a resize it could not finish (PodResizeInProgress/Error),
+        # and Events for the reporter to post (a resize that restarted a container).
+        self.kubelet_errors: dict[PodKey, str] = {}
+        self.events: list[tuple[ServiceKey, str, str, str]] = []
         self.pending_latency: dict[ServiceKey, tuple[float, str]] = {}
         # For the reporter: what may have a new status.
         self.dirty_services: set[ServiceKey] = set()
@@ -343,7 +348,12 @@ class ClusterState:
             return  # older than (or the echo of) what a resize response already told us
         containers = interned(_container(c) for c in obj.spec.containers)
         qos = _qos(obj.status.qosClass) or qos_of(containers)
-        resize = _resize_condition(obj)
+        resize, resize_message = _resize_condition(obj)
+        restarts = sum(c.restartCount for c in obj.status.containerStatuses)
+        if resize == ("PodResizeInProgress", "Error"):
+            self.kubelet_errors[key] = resize_message or "the kubelet could not apply the resize"
+        else:
+            self.kubelet_errors.pop(key, None)
         if resize == ("PodResizePending", "Infeasible"):
             if key not in self.infeasible:
                 metrics.RESIZE_FAILURES.labels("Infeasible").inc()
@@ -369,18 +379,27 @@ class ClusterState:
             key in self.infeasible,
         )
         if prev is None:
-            entry = PodEntry(rv, workload, replica_set, resize, record)
+            entry = PodEntry(rv, workload, replica_set, resize, record, restarts)
             self.pods[key] = entry
         else:
             entry = prev
             if prev.workload != workload:
                 self._unindex(key, prev)
-            entry.resource_version, entry.workload, entry.replica_set, entry.resize = (
-                rv,
-                workload,
-                replica_set,
-                resize,
-            )
+            if service != UNOWNED and prev.resize != resize:
+                self.dirty_services.add(service)
+            if service != UNOWNED and restarts > prev.restarts and key in self.written:
+                # A container whose resizePolicy says RestartContainer restarts on a resize.
+                self.events.append(
+                    (
+                        service,
+                        "ContainerRestarted",
+                        f"pod {key[1]}: a container restarted during its resize (restartCount {restarts}); "
+                        "its resizePolicy asks for a restart",
+                        "Normal",
+                    )
+                )
+            entry.resource_version, entry.workload, entry.replica_set = rv, workload, replica_set
+            entry.resize, entry.restarts = resize, restarts
         self._index(key, entry)
         if entry.record != record or prev is None:
             if service != UNOWNED and (
@@ -411,6 +430,7 @@ class ClusterState:
         entry = self.pods.pop(key, None)
         self.infeasible.pop(key, None)
         self.written.pop(key, None)
+        self.kubelet_errors.pop(key, None)
         if entry is None:
             return
         self._unindex(key, entry)
@@ -685,11 +705,11 @@ def _qos(value: str | None) -> QoS | None:
     return QoS(value) if value in ("Guaranteed", "Burstable", "BestEffort") else None
 
 
-def _resize_condition(pod: objects.Pod) -> tuple[str, str] | None:
+def _resize_condition(pod: objects.Pod) -> tuple[tuple[str, str] | None, str]:
     for cond in pod.status.conditions:
         if cond.type in ("PodResizePending", "PodResizeInProgress") and cond.status == "True":
-            return cond.type, cond.reason or ""
-    return None
+            return (cond.type, cond.reason or ""), cond.message or ""
+    return None, ""
 
 
 def _int(value: str) -> int:

@@ -485,3 +485,37 @@ async def test_relaxations_leave_slots_for_escalations_and_the_newest_escalation
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert len(sent) == 7
+
+
+async def test_the_kubelets_resize_error_and_a_restart_are_reported_not_retried() -> None:
+    clock = Clock()
+    state, esc, api = world(clock, {"web": 1})
+    attention(state, clock, "look", "web", 300)
+    esc.plan_once()
+    await drain(esc, lambda: len(api.resizes) == 1, "sent")
+    at_peak = [{"name": "app", "resources": objects.resources({"cpu": "999m", "memory": "1Gi"}, LIMITS)}]
+    raw = msgspec.to_builtins(api.pod_with(NS, "web-0", at_peak, 600))
+    raw["status"]["conditions"] = [
+        {"type": "PodResizeInProgress", "status": "True", "reason": "Error", "message": "memory below usage"}
+    ]
+    raw["status"]["containerStatuses"] = [{"name": "app", "restartCount": 1}]
+    state.on_pod("MODIFIED", msgspec.convert(raw, k.Pod))
+    esc.plan_once()
+    await idle(esc)
+    assert len(api.resizes) == 1, "no retry while the kubelet reports its error"
+    await esc.reporter.flush()
+    status = [s for p, n, s in api.statuses if n == "web"][-1]
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert (
+        degraded["status"] == "True"
+        and "web-0" in degraded["message"]
+        and "memory below usage" in degraded["message"]
+    )
+    assert any(r == "ContainerRestarted" and "restart" in m for _, r, m in api.events)
+    raw["metadata"]["resourceVersion"] = "601"
+    raw["status"]["conditions"] = []
+    state.on_pod("MODIFIED", msgspec.convert(raw, k.Pod))
+    esc.plan_once()
+    await esc.reporter.flush()
+    status = [s for p, n, s in api.statuses if n == "web"][-1]
+    assert next(c for c in status["conditions"] if c["type"] == "Degraded")["status"] == "False"
