@@ -9,6 +9,7 @@ from the Go module proxy by hack/tools.sh); only nodes and kubelets are simulate
     hack/cluster.py down      # stop and delete the cluster
     hack/cluster.py status    # exit 0 when the apiserver answers
     hack/cluster.py env       # print `export KUBECONFIG=... PATH=...` for a shell
+    hack/cluster.py --kind up # the kind tier instead: real kubelet + containerd (hack/kind_cluster.py)
 
 Idempotent: `up` on a healthy cluster only re-checks it; on a broken one it recreates it.
 Only the standard library is used so this runs before any virtualenv exists.
@@ -249,6 +250,13 @@ def down() -> None:
 
 
 def main(argv: list[str]) -> None:
+    if "--kind" in argv:
+        # The kind tier (real kubelet, containerd, runc): hack/kind_cluster.py.
+        sys.path.insert(0, str(ROOT / "hack"))
+        import kind_cluster
+
+        kind_cluster.main(argv)
+        return
     cmd = argv[1] if len(argv) > 1 else "up"
     if cmd == "up":
         up()
