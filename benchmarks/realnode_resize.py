@@ -131,10 +131,11 @@ def watch_service(cluster: Cluster, ns: str, tl: Timeline, stop: threading.Event
 def host_cgroup_file(container_id: str) -> Path | None:
     """The container's CPU quota file as the host sees it (kind nodes' cgroups live in the host's tree)."""
     cid = container_id.split("://", 1)[-1]
-    for root, name in (
-        (Path("/sys/fs/cgroup/cpu,cpuacct"), "cpu.cfs_quota_us"),
-        (Path("/sys/fs/cgroup"), "cpu.max"),
-    ):
+    roots = (
+        (Path("/sys/fs/cgroup/cpu"), "cpu.cfs_quota_us"),  # v1: cpu alone, or a link to cpu,cpuacct
+        (Path("/sys/fs/cgroup"), "cpu.max"),  # v2
+    )
+    for root, name in roots:
         if not root.is_dir():
             continue
         for d in root.rglob(f"*{cid}*"):

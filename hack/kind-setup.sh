@@ -36,17 +36,25 @@ for c in podman buildah mmdebstrap runc; do command -v "$c" >/dev/null || die "$
 
 # podman's configuration for this kind of machine. Written only where it is needed, as a
 # drop-in of our own (never an edit of the distribution's containers.conf):
-# - root without CAP_SYS_RESOURCE cannot raise rlimits, and podman's default ulimits exceed the
-#   hard limits here ("runc create failed: error setting rlimit"); kind cannot pass --ulimit, so
-#   the defaults are set to the hard limits this process has.
+# - root without CAP_SYS_RESOURCE cannot raise rlimits, and podman's default ulimits exceed what
+#   may be set here ("runc create failed: error setting rlimit"); kind cannot pass --ulimit. Seen
+#   working: nofile 20000 and nproc 32768 (nproc at the shell's hard limit was refused).
+# - on a cgroup v1 (hybrid) host crun refuses to run ("cgroups in hybrid mode not supported"):
+#   use runc.
 # - without systemd as the host's init, podman must manage cgroups itself and log events to a file.
 conf=/etc/containers/containers.conf.d/50-heady-kind.conf
 cap_eff=$(awk '/^CapEff/ {print $2}' /proc/self/status)
 lines=()
 if (( (16#$cap_eff >> 24 & 1) == 0 )); then
-  lines+=("default_ulimits = [\"nofile=$(ulimit -Hn):$(ulimit -Hn)\", \"nproc=$(ulimit -Hu):$(ulimit -Hu)\"]")
+  nofile=$(ulimit -Hn); nproc=$(ulimit -Hu)
+  [[ $nofile == unlimited || $nofile -gt 20000 ]] && nofile=20000
+  [[ $nproc == unlimited || $nproc -gt 32768 ]] && nproc=32768
+  lines+=("default_ulimits = [\"nofile=$nofile:$nofile\", \"nproc=$nproc:$nproc\"]")
 fi
 engine=()
+if [[ ! -f /sys/fs/cgroup/cgroup.controllers ]]; then
+  engine+=('runtime = "runc"')
+fi
 if [[ ! -d /run/systemd/system ]]; then
   engine+=('cgroup_manager = "cgroupfs"' 'events_logger = "file"')
 fi
@@ -58,6 +66,12 @@ if [[ ${#lines[@]} -gt 0 || ${#engine[@]} -gt 0 ]]; then
     $SUDO mkdir -p "$(dirname "$conf")"
     echo "$want" | $SUDO tee "$conf" >/dev/null
   fi
+fi
+
+# kind bind-mounts the host's /lib/modules into its nodes; VMs without loadable modules have none.
+if [[ ! -d /lib/modules ]]; then
+  log "creating an empty /lib/modules (kind mounts it into its nodes)"
+  $SUDO mkdir -p /lib/modules
 fi
 
 [[ "${1:-}" == "--packages-only" ]] && exit 0

@@ -235,6 +235,14 @@ def down() -> None:
         log(f"kind cluster {NAME!r} deleted")
     else:
         log(f"no kind cluster {NAME!r}")
+    if PROVIDER == "podman":
+        # kind removes its node's /var volume; check, by the label kind gives it (the node's name).
+        vols = run(
+            ["podman", "volume", "ls", "-q", "--filter", f"label={NODE}"], check=False, capture_output=True
+        ).stdout.split()
+        for v in vols:
+            run(["podman", "volume", "rm", "-f", v], check=False, stdout=subprocess.DEVNULL)
+            log(f"podman volume {v} of {NODE} removed")
     net = created.get("network")
     if (
         isinstance(net, str)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.harness import ROOT, Cluster, attention, condition, headyservice, wait_for
+from tests.harness import ROOT, Cluster, OperatorProcess, attention, condition, headyservice, wait_for
 from tests.kind.realnode import busybox_deployment, expected, image_refs, matches, read_cgroup
 
 pytestmark = pytest.mark.kind
@@ -86,7 +86,9 @@ def _operator_pod(cluster: Cluster) -> client.V1Pod | None:
 
 
 @pytest.fixture(scope="module")
-def installed(cluster: Cluster) -> Iterator[None]:
+def installed(cluster: Cluster, operator: OperatorProcess) -> Iterator[None]:
+    # The chart's operator is the only one acting while it is installed.
+    operator.stop()
     helm(cluster, "uninstall", RELEASE, "-n", NAMESPACE, "--wait", check=False)
     cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--timeout=90s", check=False)
     # The restricted Pod Security Standard, enforced: every pod of the chart must pass it.
@@ -122,6 +124,7 @@ def installed(cluster: Cluster) -> Iterator[None]:
     finally:
         helm(cluster, "uninstall", RELEASE, "-n", NAMESPACE, "--wait", check=False)
         cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
+        operator.start()
 
 
 @pytest.fixture
