@@ -23,6 +23,7 @@ Only the standard library is used.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import io
 import json
@@ -243,14 +244,18 @@ def mmdebstrap(target: Path, packages: list[str], hooks: list[str] | None = None
 def debian_layer(name: str, packages: list[str], hooks: list[str] | None = None) -> Path:
     key = digest_of("debian-layer-v1", SUITE, sorted(packages), hooks or [], debian_sources())
     out = OUT / "layers" / f"{name}-{key}.tar"
-    with LAYER_LOCKS.setdefault(str(out), threading.Lock()):  # a prefetch of the same layer may run
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # One builder per layer, across threads (the prefetch) and processes (two make targets).
+    with LAYER_LOCKS.setdefault(str(out), threading.Lock()), open(out.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         if not out.exists():
-            out.parent.mkdir(parents=True, exist_ok=True)
             with timed(f"Debian {SUITE} rootfs {name} ({len(packages)} packages)"):
-                tmp = out.with_suffix(".part.tar")
-                tmp.unlink(missing_ok=True)
-                mmdebstrap(tmp, packages, hooks)
-                tmp.rename(out)
+                tmp = out.with_suffix(f".{os.getpid()}.part.tar")
+                try:
+                    mmdebstrap(tmp, packages, hooks)
+                    tmp.rename(out)
+                finally:
+                    tmp.unlink(missing_ok=True)
     return out
 
 
@@ -503,8 +508,19 @@ def build_node() -> str:
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=OUT) as tmp:
         rootfs = Path(tmp) / "rootfs"
-        with timed(f"node rootfs (Debian {SUITE}, {len(NODE_PACKAGES)} packages)"):
-            mmdebstrap(rootfs, NODE_PACKAGES)
+        rootfs.mkdir()
+        # The Debian part is cached on its own: a change of binaries or files does not redo it.
+        run(
+            [
+                "tar",
+                "-C",
+                str(rootfs),
+                "--numeric-owner",
+                "--xattrs",
+                "-xf",
+                str(debian_layer("node", NODE_PACKAGES)),
+            ]
+        )
         customize_node(rootfs)
         with timed("preloading control-plane images into the node's containerd"):
             preload(rootfs, archives)
@@ -732,6 +748,7 @@ def prefetch_layers() -> None:
     """The Debian layers of the small images, built side by side while the node's rootfs is made
     (mmdebstrap mostly waits on downloads and dpkg's fsyncs)."""
     layers = [
+        ("node", NODE_PACKAGES, None),
         ("kube-proxy-base", KUBE_PROXY_PACKAGES, None),
         ("redis", REDIS_PACKAGES, None),
         ("postgres", POSTGRES_PACKAGES, None),

@@ -3,7 +3,7 @@
 
     hack/cluster.py --kind up      # (= hack/kind_cluster.py up) build what is missing, create, load images
     hack/cluster.py --kind down    # delete exactly what `up` created
-    hack/cluster.py --kind status  # exit 0 when the apiserver answers
+    hack/cluster.py --kind status  # exit 0 when the apiserver answers, 1 no cluster, 2 not answering
     hack/cluster.py --kind env     # print `export KUBECONFIG=... PATH=...`
 
 The node image, the control-plane images and the workload/operator images are built locally by
@@ -36,6 +36,8 @@ PROVIDER = os.environ.get("KIND_EXPERIMENTAL_PROVIDER", "podman")
 # A podman network of our own, so `down` can remove it without touching anyone else's "kind".
 NETWORK = os.environ.get("KIND_EXPERIMENTAL_PODMAN_NETWORK", f"{NAME}-kind")
 NODE = f"{NAME}-control-plane"
+ARCHIVES = CACHE / "kind" / "images" / "archives"
+NODE_ARCHIVES = "/heady/images"
 
 
 def log(msg: str) -> None:
@@ -81,20 +83,28 @@ def clusters() -> list[str]:
     return res.stdout.split() if res.returncode == 0 else []
 
 
-def healthy() -> bool:
+def healthy(patience: float = 30.0) -> bool:
+    """The apiserver answers /readyz (a busy machine gets `patience` seconds of retries)."""
     if not KUBECONFIG.exists():
         return False
-    res = run(
-        ["kubectl", "get", "--raw", "/readyz", "--request-timeout=5s"], check=False, capture_output=True
-    )
-    return res.returncode == 0
+    deadline = time.monotonic() + patience
+    while True:
+        res = run(
+            ["kubectl", "get", "--raw", "/readyz", "--request-timeout=10s"], check=False, capture_output=True
+        )
+        if res.returncode == 0:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(2)
 
 
 def kind_config() -> Path:
     CLUSTER_DIR.mkdir(parents=True, exist_ok=True)
     path = CLUSTER_DIR / "kind-config.yaml"
+    ARCHIVES.mkdir(parents=True, exist_ok=True)
     path.write_text(
-        """# Written by hack/kind_cluster.py.
+        f"""# Written by hack/kind_cluster.py.
 kind: Cluster
 apiVersion: kind.x-k8s.io/v1alpha4
 networking:
@@ -106,7 +116,25 @@ nodes:
   - role: control-plane
     labels:
       topology.kubernetes.io/zone: zone-a
+    extraMounts:
+      # The image archives hack/images.py wrote, imported by the node's ctr from here.
+      - hostPath: {ARCHIVES}
+        containerPath: {NODE_ARCHIVES}
+        readOnly: true
 kubeadmConfigPatches:
+  - |
+    # One control plane: no leader election, so a slow apiserver on a busy machine cannot make
+    # the controller-manager or scheduler give up their lease and restart mid-test.
+    apiVersion: kubeadm.k8s.io/v1beta4
+    kind: ClusterConfiguration
+    controllerManager:
+      extraArgs:
+        - name: leader-elect
+          value: "false"
+    scheduler:
+      extraArgs:
+        - name: leader-elect
+          value: "false"
   - |
     kind: KubeletConfiguration
     failCgroupV1: false
@@ -150,16 +178,16 @@ def load_images() -> None:
         if ref in have or f"docker.io/{ref}" in have:
             continue
         start = time.monotonic()
-        # One image per archive, imported by the node's own ctr: `kind load docker-image` does
-        # not see podman's store, and multi-image archives confuse `ctr import`.
-        with open(archive, "rb") as f:
-            res = subprocess.run(
-                [PROVIDER, "exec", "-i", NODE, "ctr", "-n", "k8s.io", "images", "import", "--digests", "-"],
-                stdin=f,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
+        # One image per archive, imported by the node's own ctr from the directory mounted into
+        # it (`kind load docker-image` does not see podman's store, multi-image archives confuse
+        # `ctr import`, streaming through `podman exec -i` is slow, and unpacking
+        # now would cost half a minute per image: containerd unpacks what a container first uses).
+        res = run(
+            [PROVIDER, "exec", NODE, "ctr", "-n", "k8s.io", "images", "import", "--digests", "--no-unpack",
+             f"{NODE_ARCHIVES}/{Path(archive).name}"],
+            check=False,
+            capture_output=True,
+        )  # fmt: skip
         if res.returncode != 0:
             die(f"loading {ref} into {NODE} failed: {res.stderr[-1500:]}")
         log(f"loaded {ref} in {time.monotonic() - start:.1f} s")
@@ -269,7 +297,10 @@ def main(argv: list[str]) -> None:
     elif cmd == "down":
         down()
     elif cmd == "status":
-        sys.exit(0 if NAME in clusters() and healthy() else 1)
+        # 0: running and answering; 1: no such cluster; 2: it exists but does not answer.
+        if NAME not in clusters():
+            sys.exit(1)
+        sys.exit(0 if healthy() else 2)
     elif cmd == "env":
         e = env()
         print(

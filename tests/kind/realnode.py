@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +30,11 @@ def _kind(name: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 @contextlib.contextmanager
 def kind_cluster(name: str = KIND_CLUSTER) -> Iterator[Cluster]:
-    """The kind cluster `name`: reused when it already answers (and then left running), otherwise
+    """The kind cluster `name`: reused when it exists (and then left running), otherwise
     created and, on exit, deleted (unless HEADY_KIND_KEEP=1). Raises RuntimeError when it cannot start."""
-    was_running = _kind(name, "status").returncode == 0
-    owned = not was_running and not os.environ.get("HEADY_KIND_KEEP")
+    # Only a cluster this call creates is deleted at the end; one that existed is left alone.
+    existed = _kind(name, "status").returncode != 1
+    owned = not existed and not os.environ.get("HEADY_KIND_KEEP")
     try:
         res = _kind(name, "up")
         if res.returncode != 0:
@@ -171,17 +171,16 @@ def matches(actual: Cgroup, want: Cgroup) -> bool:
 
 
 def cpu_usage_cores(cluster: Cluster, namespace: str, pod: str, seconds: float = 3.0) -> float:
-    """Cores the container used over `seconds`, from its own cgroup's CPU accounting."""
+    """Cores the container used over `seconds`, from its own cgroup's CPU accounting (nanoseconds)
+    over the container's clock (/proc/uptime, 10 ms resolution)."""
     script = (
         "read_usage() { if [ -f /sys/fs/cgroup/cpu.stat ]; then "
-        "awk '/^usage_usec/ {print $2 * 1000}' /sys/fs/cgroup/cpu.stat; "
+        "awk '/^usage_usec/ {printf \"%d\", $2 * 1000}' /sys/fs/cgroup/cpu.stat; "
         "else cat /sys/fs/cgroup/cpuacct/cpuacct.usage; fi; }; "
-        f"a=$(read_usage); t0=$(date +%s%N 2>/dev/null || echo 0); sleep {seconds}; b=$(read_usage); "
-        "t1=$(date +%s%N 2>/dev/null || echo 0); echo $a $b $t0 $t1"
+        f"a=$(read_usage); t0=$(cut -d' ' -f1 /proc/uptime); sleep {seconds}; b=$(read_usage); "
+        "t1=$(cut -d' ' -f1 /proc/uptime); echo $a $b $t0 $t1"
     )
-    start = time.monotonic()
     out = cluster.kubectl("exec", "-n", namespace, pod, "-c", "app", "--", "sh", "-c", script).stdout.split()
-    a, b = int(float(out[0])), int(float(out[1]))
-    t0, t1 = int(out[2]), int(out[3])
-    wall = (t1 - t0) / 1e9 if t1 > t0 else time.monotonic() - start
-    return (b - a) / 1e9 / wall
+    used_ns = int(out[1]) - int(out[0])
+    wall = float(out[3]) - float(out[2])
+    return used_ns / 1e9 / wall
