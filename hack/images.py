@@ -270,11 +270,13 @@ class Image:
     """One image: a reference, a recipe key, and a build that writes self.archive."""
 
     def __init__(self, ref: str, key: str, build: Callable[[Image, Path], None]) -> None:
-        self.ref = ref
+        # Workload images carry their recipe key in the tag: a changed image is a new name, so a
+        # running cluster never keeps an old one under the same name.
+        self.ref = f"{ref}-{key}" if ref.startswith("localhost/") else ref
         self.key = key
         self._build = build
-        safe = ref.replace("/", "_").replace(":", "_")
-        self.archive = OUT / "archives" / f"{safe}-{key}.tar"
+        safe = self.ref.replace("/", "_").replace(":", "_")
+        self.archive = OUT / "archives" / (f"{safe}.tar" if key in safe else f"{safe}-{key}.tar")
 
     def ensure(self) -> Path:
         if not self.archive.exists():
@@ -380,13 +382,21 @@ def busybox_image() -> Image:
     return Image(ref, digest_of("busybox-v1", bb), build)
 
 
+# The official redis image is compiled with protected mode off (it runs behind a container
+# network); Debian's redis-server has it on and refuses every client from another pod when no
+# password is set. This wrapper, first on PATH, gives the chart's `redis-server ...` the same default.
+REDIS_WRAPPER = b"""#!/bin/sh
+exec /usr/bin/redis-server "$@" --protected-mode no
+"""
+
+
 def redis_image() -> Image:
     packages = REDIS_PACKAGES
     ref = "localhost/heady/redis:7-bookworm"
 
     def build(img: Image, tmp: Path) -> None:
         base = debian_layer("redis", packages)
-        top = files_layer(tmp / "top.tar", {"data": None})
+        top = files_layer(tmp / "top.tar", {"data": None, "usr/local/bin/redis-server": REDIS_WRAPPER})
         write_archive(
             img.archive,
             img.ref,
@@ -394,7 +404,7 @@ def redis_image() -> Image:
             {"Env": [PATH_ENV], "Cmd": ["redis-server"], "WorkingDir": "/data"},
         )
 
-    return Image(ref, digest_of("redis-v1", packages, debian_sources()), build)
+    return Image(ref, digest_of("redis-v1", packages, REDIS_WRAPPER.decode(), debian_sources()), build)
 
 
 def postgres_image() -> Image:

@@ -4,6 +4,7 @@ and CPU use, through `kubectl exec`; and the busybox workloads it runs."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -47,6 +48,7 @@ def kind_cluster(name: str = KIND_CLUSTER) -> Iterator[Cluster]:
             _kind(name, "down")
 
 
+@functools.cache
 def image_refs() -> dict[str, str]:
     out = subprocess.run(
         [sys.executable, str(ROOT / "hack" / "images.py"), "refs"],
@@ -58,7 +60,6 @@ def image_refs() -> dict[str, str]:
     return refs
 
 
-BUSYBOX = "localhost/heady/busybox:bookworm"
 SLEEP = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
 BUSY = ["sh", "-c", "trap 'exit 0' TERM; while :; do :; done"]
 
@@ -77,7 +78,7 @@ def busybox_deployment(
         resources["limits"] = limits
     container: dict[str, Any] = {
         "name": "app",
-        "image": BUSYBOX,
+        "image": image_refs()["busybox"],
         "imagePullPolicy": "Never",
         "command": command or SLEEP,
         "resources": resources,

@@ -315,7 +315,7 @@ def _policy_enforced(cluster: Cluster, ns: str) -> bool:
     target = pods[0].status.pod_ip
     probe = cluster.kubectl(
         "run", f"probe-{uuid.uuid4().hex[:5]}", "-n", ns, "--rm", "-i", "--restart=Never", "--quiet",
-        "--image", "localhost/heady/busybox:bookworm", "--image-pull-policy", "Never",
+        "--image", image_refs()["busybox"], "--image-pull-policy", "Never",
         "--command", "--", "sh", "-c", f"ping -c 2 -W 2 {target} >/dev/null 2>&1 && echo reachable || echo blocked",
         check=False,
     )  # fmt: skip
