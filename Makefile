@@ -49,9 +49,12 @@ lint: setup ## ruff (lint + format check) and mypy --strict
 	.venv/bin/ruff format --check operator tests benchmarks hack
 	.venv/bin/mypy -p heady_operator
 
+# The kind tier's cluster (heady-e2e) is up for the tests and the benchmarks, and deleted after
+# them when this run created it (pass or fail).
+KIND_RUN := HEADY_KIND_CLUSTER=heady-e2e python3 hack/kind_cluster.py run --
+
 test: setup lint kind-setup ## everything: unit, storage, ingest, e2e (kwok) and kind tests, then each benchmark in quick mode
-	.venv/bin/pytest -ra tests
-	$(MAKE) bench-quick
+	$(KIND_RUN) bash -c '.venv/bin/pytest -ra tests && $(MAKE) bench-quick'
 
 test-unit: setup ## fast tests only (no cluster)
 	.venv/bin/pytest -ra tests/unit
@@ -60,8 +63,7 @@ test-e2e: setup ## e2e tests on the kwok cluster
 	.venv/bin/pytest -ra tests/e2e
 
 test-kind: kind-setup ## the kind tier (real kubelet + containerd) and its benchmark in quick mode
-	.venv/bin/pytest -ra tests/kind
-	$(PY) benchmarks/realnode_resize.py --quick
+	$(KIND_RUN) bash -c '.venv/bin/pytest -ra tests/kind && $(PY) benchmarks/realnode_resize.py --quick'
 
 bench-quick: ## every benchmark in its tiny CI mode
 	@for b in $(BENCHMARKS); do echo "== benchmarks/$$b.py --quick"; $(PY) benchmarks/$$b.py --quick || exit 1; done

@@ -5,6 +5,7 @@
     hack/cluster.py --kind down    # delete exactly what `up` created
     hack/cluster.py --kind status  # exit 0 when the apiserver answers, 1 no cluster, 2 not answering
     hack/cluster.py --kind env     # print `export KUBECONFIG=... PATH=...`
+    hack/cluster.py --kind run -- CMD  # CMD with the cluster up; deleted after if this created it
 
 The node image, the control-plane images and the workload/operator images are built locally by
 hack/images.py (no registry). The provider is podman unless KIND_EXPERIMENTAL_PROVIDER says
@@ -289,6 +290,21 @@ def down() -> None:
     STATE.unlink(missing_ok=True)
 
 
+def run_with_cluster(cmd: list[str]) -> int:
+    """Run `cmd` with the cluster up, then delete it if this call created it (on success, failure
+    or interrupt): one cluster for the kind tests and the benchmark of one `make test`."""
+    existed = NAME in clusters()
+    code = 1
+    try:
+        up()
+        env = dict(os.environ, HEADY_KIND_KEEP="1", HEADY_KIND_CLUSTER=NAME, HEADY_E2E_KIND_CLUSTER=NAME)
+        code = subprocess.run(cmd, env=env, check=False).returncode
+    finally:
+        if not existed:
+            down()
+    return code
+
+
 def main(argv: list[str]) -> None:
     args = [a for a in argv[1:] if a != "--kind"]
     cmd = args[0] if args else "up"
@@ -296,6 +312,13 @@ def main(argv: list[str]) -> None:
         up()
     elif cmd == "down":
         down()
+    elif cmd == "run":
+        rest = args[1:]
+        if rest[:1] == ["--"]:
+            rest = rest[1:]
+        if not rest:
+            die("usage: hack/kind_cluster.py run -- COMMAND...")
+        sys.exit(run_with_cluster(rest))
     elif cmd == "status":
         # 0: running and answering; 1: no such cluster; 2: it exists but does not answer.
         if NAME not in clusters():
@@ -307,7 +330,7 @@ def main(argv: list[str]) -> None:
             f"export KUBECONFIG={KUBECONFIG} PATH={e['PATH'].split(os.pathsep, 2)[0]}:{e['PATH'].split(os.pathsep, 2)[1]}:$PATH"
         )
     else:
-        die(f"unknown command {cmd!r}: use up, down, status or env")
+        die(f"unknown command {cmd!r}: use up, down, status, env or run")
 
 
 if __name__ == "__main__":
