@@ -3,7 +3,8 @@
 Setup: a kind cluster (hack/kind_cluster.py; reused if it answers, else created and deleted at the
 end), one operator process, two Guaranteed busybox pods on the one real node:
 - `heady`: managed by a HeadyService (baseline 250m, peak 500m CPU, cooldown 0). Each round sends an
-  AttentionSignal that expires after --attention-ms (1.5 s), waits until the pod is back at baseline, repeats.
+  AttentionSignal that expires after --attention-ms (3 s: on a busy machine the kubelet
+  must apply peak before the operator relaxes it again), waits until the pod is back at baseline, repeats.
 - `raw`: not managed. Each round PATCHes pods/raw/resize directly between the same two sizes: the
   kubelet's own floor, measured in the same run on the same node.
 
@@ -377,7 +378,7 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="tiny run for CI")
     parser.add_argument("--rounds", type=int, default=60)
-    parser.add_argument("--attention-ms", type=int, default=1500)
+    parser.add_argument("--attention-ms", type=int, default=3000)
     parser.add_argument("--cluster", default=KIND_CLUSTER, help="kind cluster name (reused if running)")
     args = parser.parse_args()
     if args.quick:
