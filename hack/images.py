@@ -99,8 +99,12 @@ def digest_of(*parts: object) -> str:
                     if f.is_file() and "__pycache__" not in f.parts:
                         h.update(str(f.relative_to(p)).encode())
                         h.update(f.read_bytes())
+            elif p.stat().st_size < 4 << 20:
+                # Sources: by content, so a fresh clone of the same commit hits the cache.
+                h.update(p.name.encode())
+                h.update(p.read_bytes())
             else:
-                # Binaries: name, size and mtime are enough (they are rebuilt only on a pin change).
+                # Cached binaries: path, size and mtime are enough (rebuilt only on a pin change).
                 st = p.stat()
                 h.update(f"{p}:{st.st_size}:{int(st.st_mtime)}".encode())
         else:
