@@ -171,17 +171,25 @@ def matches(actual: Cgroup, want: Cgroup) -> bool:
     return abs(actual.cpu_shares - want.cpu_shares) <= 40
 
 
-def cpu_usage_cores(cluster: Cluster, namespace: str, pod: str, seconds: float = 3.0) -> float:
-    """Cores the container used over `seconds`, from its own cgroup's CPU accounting (nanoseconds)
-    over the container's clock (/proc/uptime, 10 ms resolution)."""
+@dataclass(frozen=True)
+class CpuUse:
+    cores: float  # CPU used over the window, in cores
+    throttled: float  # share of CFS periods in which the quota stopped the container
+
+
+def cpu_use(cluster: Cluster, namespace: str, pod: str, seconds: float = 3.0) -> CpuUse:
+    """The container's CPU use over `seconds`, from its own cgroup's accounting (usage and CFS
+    throttling counters), over the container's clock (/proc/uptime, 10 ms resolution)."""
     script = (
-        "read_usage() { if [ -f /sys/fs/cgroup/cpu.stat ]; then "
-        "awk '/^usage_usec/ {printf \"%d\", $2 * 1000}' /sys/fs/cgroup/cpu.stat; "
-        "else cat /sys/fs/cgroup/cpuacct/cpuacct.usage; fi; }; "
-        f"a=$(read_usage); t0=$(cut -d' ' -f1 /proc/uptime); sleep {seconds}; b=$(read_usage); "
+        "sample() { if [ -f /sys/fs/cgroup/cpu.stat ]; then "
+        "awk '/^usage_usec/ {u=$2*1000} /^nr_periods/ {p=$2} /^nr_throttled/ {t=$2} END {printf \"%.0f %d %d\", u, p, t}' "
+        "/sys/fs/cgroup/cpu.stat; else "
+        "awk '/^nr_periods/ {p=$2} /^nr_throttled/ {t=$2} END {printf \"%.0f %d %d\", u, p, t}' "
+        "u=$(cat /sys/fs/cgroup/cpuacct/cpuacct.usage) /sys/fs/cgroup/cpu/cpu.stat; fi; }; "
+        f"a=$(sample); t0=$(cut -d' ' -f1 /proc/uptime); sleep {seconds}; b=$(sample); "
         "t1=$(cut -d' ' -f1 /proc/uptime); echo $a $b $t0 $t1"
     )
     out = cluster.kubectl("exec", "-n", namespace, pod, "-c", "app", "--", "sh", "-c", script).stdout.split()
-    used_ns = int(out[1]) - int(out[0])
-    wall = float(out[3]) - float(out[2])
-    return used_ns / 1e9 / wall
+    u0, p0, th0, u1, p1, th1 = (int(x) for x in out[:6])
+    wall = float(out[7]) - float(out[6])
+    return CpuUse((u1 - u0) / 1e9 / wall, (th1 - th0) / max(1, p1 - p0))
