@@ -149,7 +149,9 @@ def test_cpu_limit_is_enforced_on_a_busy_container(
     at_peak = cpu_use(cluster, ns, name)
     # Baseline: the 0.2-core quota is what holds the spinning loop back, period after period.
     assert at_base.cores <= 0.2 * 1.25, f"baseline quota is 0.2 cores but the container used {at_base}"
-    assert at_base.throttled >= 0.5, f"a spinning loop under a 0.2-core quota must be throttled: {at_base}"
+    # (On a quiet machine nearly every period; on a saturated one the loop often cannot even use
+    # its 20 ms before the period ends.)
+    assert at_base.throttled >= 0.1, f"a spinning loop under a 0.2-core quota must be throttled: {at_base}"
     # Peak: the loop gets past the old cap (on a quiet machine, about one core); on a machine
     # busy enough that it cannot, the quota at least no longer throttles it.
     assert at_peak.cores <= 1.0 * 1.1, at_peak
