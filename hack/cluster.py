@@ -10,6 +10,12 @@ from the Go module proxy by hack/tools.sh); only nodes and kubelets are simulate
     hack/cluster.py status    # exit 0 when the apiserver answers
     hack/cluster.py env       # print `export KUBECONFIG=... PATH=...` for a shell
     hack/cluster.py --kind up # the kind tier instead: real kubelet + containerd (hack/kind_cluster.py)
+    hack/cluster.py stop-test-clusters NAME...
+                              # what `make test` runs on exit: delete the clusters it started,
+                              # or with HEADY_KEEP_CLUSTERS=1 say which are left and how to stop them
+
+Every component (etcd, kube-apiserver, controller-manager, scheduler, kwok) listens on
+127.0.0.1 only (hack/kwok/loopback.yaml).
 
 Idempotent: `up` on a healthy cluster only re-checks it; on a broken one it recreates it.
 Only the standard library is used so this runs before any virtualenv exists.
@@ -134,11 +140,21 @@ def healthy(env: dict[str, str]) -> bool:
     return res.returncode == 0
 
 
-def exists(env: dict[str, str]) -> bool:
+def loopback_only(name: str | None = None) -> bool:
+    """Whether kwokctl created the cluster with every component bound to 127.0.0.1."""
+    config = WORKDIR / "clusters" / (name or NAME) / "kwok.yaml"
+    return config.exists() and "bindAddress: 127.0.0.1" in config.read_text()
+
+
+def clusters(env: dict[str, str]) -> list[str]:
     res = run(
         ["kwokctl", "get", "clusters"], env, check=False, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
     )
-    return NAME in (res.stdout or "").split()
+    return (res.stdout or "").split()
+
+
+def exists(env: dict[str, str], name: str | None = None) -> bool:
+    return (name or NAME) in clusters(env)
 
 
 def create(bins: Path, env: dict[str, str]) -> None:
@@ -168,10 +184,18 @@ def create(bins: Path, env: dict[str, str]) -> None:
             "--etcd-binary",
             str(bins / "etcd"),
             "--disable-qps-limits",
+            # One instance of each: leader election only lets a loaded machine (a lease renewal
+            # over 5 s late) stop the controller-manager and scheduler for good.
+            "--extra-args",
+            "kube-controller-manager=leader-elect=false",
+            "--extra-args",
+            "kube-scheduler=leader-elect=false",
             "--wait",
             "120s",
             "-c",
             str(stages),
+            "-c",
+            str(ROOT / "hack" / "kwok" / "loopback.yaml"),
         ],
         env,
     )
@@ -219,7 +243,12 @@ def up() -> None:
     started = time.monotonic()
     bins = bin_dir(build=True)
     env = tool_env(bins)
-    if healthy(env):
+    if healthy(env) and not loopback_only():
+        # Created before hack/kwok/loopback.yaml: its etcd and apiserver listen on 0.0.0.0.
+        log(f"cluster {NAME!r} listens beyond 127.0.0.1; recreating it bound to loopback")
+        run(["kwokctl", "delete", "cluster", "--name", NAME], env, check=False)
+        create(bins, env)
+    elif healthy(env):
         log(f"cluster {NAME!r} already running")
     else:
         if exists(env):
@@ -249,6 +278,29 @@ def down() -> None:
         log(f"no cluster {NAME!r}")
 
 
+def stop_test_clusters(names: list[str]) -> None:
+    """Delete the given clusters (those `make test` starts), unless HEADY_KEEP_CLUSTERS=1.
+
+    Kept clusters make the next run faster; they are listed with the command that stops them,
+    so nothing is left running without the developer being told.
+    """
+    bins = bin_dir(build=False)
+    if shutil.which("kwokctl", path=str(bins)) is None:
+        return
+    env = tool_env(bins)
+    running = [n for n in dict.fromkeys(names) if n in clusters(env)]
+    if not running:
+        return
+    if os.environ.get("HEADY_KEEP_CLUSTERS") == "1":
+        log(f"HEADY_KEEP_CLUSTERS=1: left running {len(running)} kwok cluster(s), on 127.0.0.1 only:")
+        for name in running:
+            log(f"  {name}: stop with  HEADY_CLUSTER_NAME={name} python3 hack/cluster.py down")
+        return
+    for name in running:
+        run(["kwokctl", "delete", "cluster", "--name", name], env, check=False)
+        log(f"stopped test cluster {name!r} (HEADY_KEEP_CLUSTERS=1 keeps it for the next run)")
+
+
 def main(argv: list[str]) -> None:
     if "--kind" in argv:
         # The kind tier (real kubelet, containerd, runc): hack/kind_cluster.py.
@@ -264,11 +316,13 @@ def main(argv: list[str]) -> None:
         down()
     elif cmd == "status":
         sys.exit(0 if healthy(tool_env(bin_dir(build=False))) else 1)
+    elif cmd == "stop-test-clusters":
+        stop_test_clusters(argv[2:])
     elif cmd == "env":
         bins = bin_dir(build=False)
         print(f"export KUBECONFIG={KUBECONFIG} PATH={bins}:$PATH")
     else:
-        die(f"unknown command {cmd!r}: use up, down, status or env")
+        die(f"unknown command {cmd!r}: use up, down, status, env or stop-test-clusters")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh machine, idempotently:
-# the Python virtualenv (.venv), redis-server (Debian), and the cluster tools (hack/tools.sh).
+# the Python virtualenv (.venv), redis-server and promtool (Debian), and the cluster tools (hack/tools.sh).
 # Fails loudly when something cannot be installed; nothing is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +31,16 @@ if ! command -v redis-server >/dev/null; then
   $SUDO apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
   command -v redis-server >/dev/null || die "redis-server did not install"
+fi
+
+# promtool evaluates the dashboard's queries and the alert rules in the tests.
+if ! command -v promtool >/dev/null; then
+  command -v apt-get >/dev/null || die "promtool is missing and apt-get is not available to install Debian's prometheus package"
+  log "installing promtool (Debian's prometheus package)"
+  if [[ $(id -u) -eq 0 ]]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  command -v promtool >/dev/null || die "promtool did not install (Debian package prometheus)"
 fi
 
 hack/tools.sh >/dev/null

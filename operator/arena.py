@@ -37,9 +37,18 @@ from heady_operator.planning.arena import (
     plan_admission,
     plan_rebalance,
     resource_plan,
+    session_value,
 )
-from heady_operator.planning.battle import BattleRecord, TemplateQuestionGenerator, run_battle
-from heady_operator.planning.risk import assess_risk
+from heady_operator.planning.battle import (
+    SIMILAR_KEPT,
+    SIMILAR_THRESHOLD,
+    BattleRecord,
+    BattleRound,
+    QuestionGenerator,
+    TemplateQuestionGenerator,
+    run_battle,
+)
+from heady_operator.planning.risk import PRECEDENT_THRESHOLD, assess_risk
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
@@ -63,6 +72,8 @@ OWNED = frozenset(
     }
 )
 UTILIZATION_ANNOTATION = "heady.io/utilization"
+# The memory entry that describes a session's work (what precedents are looked up against).
+SESSION_ENTITY = "session"
 
 
 def _cond(status: Mapping[str, Any], type_: str) -> bool:
@@ -81,22 +92,83 @@ class SessionEntry:
     status: dict[str, Any] = field(default_factory=dict)
     battle: BattleRecord | None = None
     written: dict[str, Any] = field(default_factory=dict)
+    # Best similarity of this session to past ones in memory (HeadyRisk's precedent): None
+    # while unknown (no memory, or memory down when it was looked up).
+    precedent: float | None = None
+    precedent_looked_up: bool = False
+
+
+def operation_text(spec: ArenaSessionSpec) -> str:
+    """What a session works on, as memory compares sessions: its repos (and branches) and services.
+
+    The name is left out on purpose: two sessions on the same repos and services are the same
+    kind of work whatever they are called.
+    """
+    repos = ", ".join(f"{r.name}@{r.branch}" for r in spec.repos)
+    services = ", ".join(spec.services) or "none"
+    return f"arena session on repos {repos}; services {services}"
+
+
+class ArenaBattleMemory:
+    """HeadyBattle's memory: similar concepts of the session (>= 0.7) and its rounds, in pgvector."""
+
+    def __init__(self, memory: Any, embedder: Any, session: str, repos: str, risk: float) -> None:
+        self.memory, self.embedder = memory, embedder
+        self.session, self.repos, self.risk = session, repos, risk
+
+    async def similar(self, text: str) -> tuple[str, ...]:
+        found = await self.memory.find_similar(
+            self.session, self.embedder.embed_one(text), SIMILAR_THRESHOLD, SIMILAR_KEPT
+        )
+        return tuple(entry.content for entry in found)
+
+    async def remember(self, played: BattleRound) -> None:
+        from heady_operator.storage.memory import MemoryRecord
+
+        texts = [("battle_question", played.question)]
+        if played.answer is not None:
+            texts.append(("battle_answer", played.answer))
+        for entity_type, text in texts:
+            await self.memory.store(
+                MemoryRecord(
+                    session=self.session,
+                    repo_name=self.repos,
+                    entity_type=entity_type,
+                    entity_id=str(played.depth),
+                    content=text,
+                    embedding=self.embedder.embed_one(text),
+                    battle_depth=played.depth,
+                    risk_score=self.risk,
+                )
+            )
 
 
 class ArenaController:
-    def __init__(self, settings: Settings, kube: Kube | None, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        kube: Kube | None,
+        clock: Callable[[], datetime] = utcnow,
+        *,
+        pods_of: Callable[[str, list[str]], dict[str, int]] | None = None,
+        memory: Any = None,
+        embedder: Any = None,
+    ) -> None:
         self.settings = settings
         self.kube = kube
         self.clock = clock
         self.sessions: dict[Key, SessionEntry] = {}
-        self.quota = Quota.of(settings.arena_quota_cpu, settings.arena_quota_memory_gib)
-        self.memory: Any = None  # ResilientMemory when Postgres is configured
+        self.quota = self._quota_from({})
+        self.memory: Any = memory  # ResilientMemory when Postgres is configured
+        self.embedder: Any = embedder
+        # Who asks (and maybe answers) HeadyBattle's questions; e.g. storage.llm.HttpQuestionGenerator.
+        self.questions: QuestionGenerator = TemplateQuestionGenerator()
         self._wake = asyncio.Event()
         self._last_rebalance = time.monotonic()
         self._rebalances = 0
         self._quota_read = False
-        # Set by the operator: namespace + HeadyService names -> {pod name: CPU request in millicores}.
-        self.pods_of: Callable[[str, list[str]], dict[str, int]] | None = None
+        # Namespace + HeadyService names -> {pod name: CPU request in millicores} (the cluster state).
+        self.pods_of = pods_of
         self._metrics_api: bool | None = None
 
     def kick(self) -> None:
@@ -108,6 +180,7 @@ class ArenaController:
         if event == "DELETED" or meta.get("deletionTimestamp"):
             # Deleting a session releases its quota at once; the next pass admits the queue.
             self.sessions.pop(key, None)
+            metrics.forget_session(*key)
             self.kick()
             return
         try:
@@ -133,18 +206,32 @@ class ArenaController:
         self.kick()
 
     def on_quota(self, data: Mapping[str, str] | None) -> None:
-        """The quota ConfigMap (keys cpu, memoryGiB) overrides the operator settings."""
-        data = data or {}
+        """The quota ConfigMap (keys cpu, memoryGiB, gpu, storageGB, bandwidthMbps, connections)
+        overrides the operator settings."""
         try:
-            cpu = float(data.get("cpu", self.settings.arena_quota_cpu))
-            mem = float(data.get("memoryGiB", self.settings.arena_quota_memory_gib))
+            quota = self._quota_from(data or {})
         except ValueError:
             log.warning("ignoring unreadable arena quota ConfigMap: %s", data)
             return
-        quota = Quota.of(cpu, mem)
         if quota != self.quota:
             self.quota = quota
             self.kick()
+
+    def _quota_from(self, data: Mapping[str, str]) -> Quota:
+        s = self.settings
+
+        def number(key: str, default: float | None) -> float | None:
+            return float(data[key]) if key in data else default
+
+        connections = number("connections", s.arena_quota_connections)
+        return Quota.of(
+            number("cpu", s.arena_quota_cpu) or 0.0,
+            number("memoryGiB", s.arena_quota_memory_gib) or 0.0,
+            max(int(number("gpu", s.arena_quota_gpu) or 0), 0),
+            storage_gb=number("storageGB", s.arena_quota_storage_gb),
+            bandwidth_mbps=number("bandwidthMbps", s.arena_quota_bandwidth_mbps),
+            connections=None if connections is None else int(connections),
+        )
 
     # ------------------------------------------------------------------ loop
 
@@ -234,13 +321,14 @@ class ArenaController:
             await self._read_quota()
             self._quota_read = True
         now = self.clock()
+        await self._look_up_precedents()
         demands: list[SessionDemand] = []
         plans = {}
         risks = {}
         for key, entry in self.sessions.items():
             if entry.spec is None:
                 continue
-            risk = assess_risk(entry.spec.risk)
+            risk = assess_risk(entry.spec.risk, entry.precedent)
             plan = resource_plan(entry.spec.priority, risk.overall, entry.spec.requires_gpu)
             risks[key], plans[key] = risk, plan
             status = entry.status
@@ -262,9 +350,19 @@ class ArenaController:
                     admitted=_cond(status, "Admitted"),
                     admitted_at=admitted_at,
                     finished=finished,
+                    value=session_value(entry.spec.value.expected_roi, entry.spec.value.strategic_alignment)
+                    if entry.spec.value is not None
+                    else session_value(None, None),
+                    gpus=plan.gpu_devices,
+                    storage_gb=plan.storage_total_gb,
+                    bandwidth_mbps=plan.bandwidth_whole_mbps,
+                    connections=plan.network_connections,
                 )
             )
         admission = plan_admission(demands, self.quota, now)
+        self._queue_metrics(admission)
+        if self.memory is not None:
+            metrics.MEMORY_AVAILABLE.set(1 if self.memory.available else 0)
         preempted_by = {p.key: p for p in admission.preemptions}
 
         rebalance_due = time.monotonic() - self._last_rebalance >= self.settings.rebalance_interval_seconds
@@ -314,6 +412,41 @@ class ArenaController:
             entry.status = status
         for cond, count in counts.items():
             metrics.ARENA_SESSIONS.labels(cond).set(count)
+
+    async def _look_up_precedents(self) -> None:
+        """HeadyRisk's precedent: the best similarity (>= 0.8) of a session to past sessions.
+
+        Looked up once, before the session is first admitted (its resource plan depends on its
+        risk, and an admitted session keeps its plan). Memory down: the precedent stays unknown
+        and novelty counts in full (assess_risk's fallback); looked up again next pass.
+        """
+        if self.memory is None or self.embedder is None:
+            return
+        for key, entry in self.sessions.items():
+            if entry.spec is None or entry.precedent_looked_up:
+                continue
+            if _cond(entry.status, "Admitted") or not self.memory.available:
+                entry.precedent_looked_up = _cond(entry.status, "Admitted")
+                continue
+            found = await self.memory.find_precedents(
+                _key_text(key), self.embedder.embed_one(operation_text(entry.spec)), PRECEDENT_THRESHOLD, 20
+            )
+            if not self.memory.available:
+                continue  # the lookup hit an outage: [] says nothing
+            sessions = [e for e in found if e.entity_type == SESSION_ENTITY]
+            entry.precedent = round(max((e.similarity for e in sessions), default=0.0), 6)
+            entry.precedent_looked_up = True
+
+    @staticmethod
+    def _queue_metrics(admission: Any) -> None:
+        queued = dict.fromkeys(sorted(set(PRIORITY_VALUES.values())), 0)
+        oldest = 0.0
+        for decision in admission.pending:
+            queued[decision.priority] = queued.get(decision.priority, 0) + 1
+            oldest = max(oldest, decision.waiting_seconds or 0.0)
+        for priority, count in queued.items():
+            metrics.ARENA_QUEUED.labels(str(priority)).set(count)
+        metrics.ARENA_QUEUE_OLDEST.set(oldest)
 
     async def _session_status(
         self,
@@ -379,17 +512,18 @@ class ArenaController:
                 status["allocation"] = change.to_status()
                 await self._event(entry.body, change.reason, change.message)
             if "battle" not in prev:
+                await self._remember(key, entry, risk.overall)
                 record = await run_battle(
                     entry.body["metadata"]["name"],
                     [r.name for r in entry.spec.repos],
                     entry.spec.battle_depth,
-                    TemplateQuestionGenerator(),
+                    self.questions,
                     risk,
                     services=entry.spec.services,
+                    memory=self._battle_memory(key, entry, risk.overall),
                 )
                 status["battle"] = record.to_status()
                 entry.battle = record
-                await self._remember(key, entry, record, risk.overall)
         else:
             pre = preempted_by.get(_key_text(key))
             if pre is not None:
@@ -423,26 +557,31 @@ class ArenaController:
         status["conditions"] = conds
         return status
 
-    async def _remember(self, key: Key, entry: SessionEntry, record: BattleRecord, risk: float) -> None:
-        if self.memory is None:
+    def _battle_memory(self, key: Key, entry: SessionEntry, risk: float) -> ArenaBattleMemory | None:
+        if self.memory is None or self.embedder is None or entry.spec is None:
+            return None
+        repos = ",".join(r.name for r in entry.spec.repos)
+        return ArenaBattleMemory(self.memory, self.embedder, _key_text(key), repos, risk)
+
+    async def _remember(self, key: Key, entry: SessionEntry, risk: float) -> None:
+        """The admitted session itself, so later sessions find it as their precedent."""
+        if self.memory is None or self.embedder is None or entry.spec is None:
             return
         from heady_operator.storage.memory import MemoryRecord
 
-        embedder = self.embedder
-        for round_ in record.rounds:
-            text = round_.question
-            await self.memory.store(
-                MemoryRecord(
-                    session=_key_text(key),
-                    repo_name=",".join(r.name for r in entry.spec.repos) if entry.spec else "",
-                    entity_type="battle_question",
-                    entity_id=str(round_.depth),
-                    content=text,
-                    embedding=embedder.embed_one(text),
-                    battle_depth=round_.depth,
-                    risk_score=risk,
-                )
+        text = operation_text(entry.spec)
+        await self.memory.store(
+            MemoryRecord(
+                session=_key_text(key),
+                repo_name=",".join(r.name for r in entry.spec.repos),
+                entity_type=SESSION_ENTITY,
+                entity_id="operation",
+                content=text,
+                embedding=self.embedder.embed_one(text),
+                battle_depth=0,
+                risk_score=risk,
             )
+        )
 
     embedder: Any = None
 

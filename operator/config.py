@@ -29,6 +29,23 @@ class Settings(BaseSettings):
     resync_seconds: float = Field(default=10.0, gt=0.0)
     plan_coalesce_seconds: float = Field(default=0.005, ge=0.0, le=1.0)
     report_interval_seconds: float = Field(default=0.25, ge=0.0, le=10.0)
+    # A HeadyService's status is patched at most this often (the first time at once).
+    status_min_interval_seconds: float = Field(default=2.0, ge=0.0, le=60.0)
+    # ... and only once a change has lasted this long (a brief escalation writes nothing).
+    status_settle_seconds: float = Field(default=1.0, ge=0.0, le=60.0)
+    # Resize PATCHes in flight at once (near the apiserver's knee; more only adds latency) and the
+    # rate of relaxations/settling, which never take the whole control plane from escalations.
+    resize_concurrency: int = Field(default=12, ge=1, le=256)
+    resize_background_per_second: float = Field(default=500.0, gt=0.0)
+    # In-flight slots relaxations never take: an escalation never waits for a free slot.
+    resize_reserved_for_escalations: int = Field(default=2, ge=0, le=64)
+    # How often the incremental planner is checked against the full planner (0: never).
+    plan_check_interval_seconds: float = Field(default=300.0, ge=0.0)
+    # /healthz fails when a loop (planner, reporter, resize queue, ingest) made no progress this long.
+    watchdog_stall_seconds: float = Field(default=5.0, gt=0.0)
+    # Another actor resized a pod heady manages: "yield" leaves the pod alone for a backoff
+    # (doubling up to 10 min) and says so; "insist" puts heady's level back, also with backoff.
+    conflict_policy: Literal["yield", "insist"] = "yield"
 
     # Predictive pre-escalation.
     prediction_enabled: bool = True
@@ -41,6 +58,14 @@ class Settings(BaseSettings):
     # Arena sessions.
     arena_quota_cpu: float = Field(default=32.0, gt=0.0)
     arena_quota_memory_gib: float = Field(default=64.0, gt=0.0)
+    # Whole GPU devices all admitted sessions may use together (an extended-resource quota);
+    # 0: sessions with requiresGPU wait as ExceedsQuota.
+    arena_quota_gpu: int = Field(default=0, ge=0)
+    # Storage (GB, vector + cache + persistent), bandwidth (Mbps) and connections of all admitted
+    # sessions together; unset: not limited.
+    arena_quota_storage_gb: float | None = Field(default=None, gt=0.0)
+    arena_quota_bandwidth_mbps: float | None = Field(default=None, gt=0.0)
+    arena_quota_connections: int | None = Field(default=None, gt=0)
     arena_quota_configmap: str = "heady-arena-quota"
     rebalance_interval_seconds: float = Field(default=30.0, gt=0.0)
     rebalance_jitter: float = Field(default=0.0, ge=0.0, le=0.3)

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import contextlib
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -98,7 +108,9 @@ MEMORY_AVAILABLE = Gauge(
 INGEST_EVENTS = Counter(
     "heady_ingest_events_total",
     "Attention events through the ingest, by path (redis, http) and outcome (applied, replayed, "
-    "duplicate, expired, invalid, trimmed, queued, unauthorized, overloaded, unavailable).",
+    "duplicate, expired, invalid, trimmed, queued, unauthorized, overloaded, unavailable; failed: an "
+    "unexpected exception isolated to that event or request; lost: a failed stream entry that could "
+    "not be dead-lettered either).",
     ["path", "outcome"],
     registry=REGISTRY,
 )
@@ -112,3 +124,158 @@ INGEST_BACKLOG = Gauge(
     "Attention stream entries not yet read or not yet acknowledged by the operator's consumer group.",
     registry=REGISTRY,
 )
+RESIZE_QUEUE_DEPTH = Gauge(
+    "heady_resize_queue_depth",
+    "Pod resizes waiting to be sent, by lane (escalation: to peak; background: relax and settle).",
+    ["lane"],
+    registry=REGISTRY,
+)
+EVENT_LOOP_LAG = Histogram(
+    "heady_event_loop_lag_seconds",
+    "How late the operator's event loop runs a timer (a step that holds the loop shows here).",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+    registry=REGISTRY,
+)
+PLAN_MISMATCH = Counter(
+    "heady_plan_mismatch_total",
+    "Periodic checks where the incremental planner disagreed with the full planner (should stay 0).",
+    registry=REGISTRY,
+)
+LOOP_ERRORS = Counter(
+    "heady_loop_errors_total",
+    "Exceptions caught in the operator's loops (each isolated to one object or one pass), by loop.",
+    ["loop"],
+    registry=REGISTRY,
+)
+
+ARENA_QUEUED = Gauge(
+    "heady_arena_queued",
+    "Arena sessions waiting for admission, by priority value.",
+    ["priority"],
+    registry=REGISTRY,
+)
+ARENA_QUEUE_OLDEST = Gauge(
+    "heady_arena_queue_oldest_seconds",
+    "How long the longest-waiting arena session has been queued (0 when none waits).",
+    registry=REGISTRY,
+)
+CHAOS_ACTIVE_FAULTS = Gauge(
+    "heady_chaos_active_faults",
+    "Chaos faults injected and not yet recovered or restored (1 per experiment).",
+    ["namespace", "session", "experiment", "kind"],
+    registry=REGISTRY,
+)
+INGEST_LAG = Gauge(
+    "heady_ingest_lag_seconds",
+    "Age of the oldest attention stream entry not yet acknowledged (0 when caught up).",
+    registry=REGISTRY,
+)
+# What the managed pods reserve now against what they would reserve if they always ran at peak;
+# 1 - sum(requests) / sum(peak) is the capacity heady saves. resource is cpu (cores) or memory (bytes).
+CAPACITY_REQUESTS = Gauge(
+    "heady_capacity_requests",
+    "Requests of the managed pods now, in cores (cpu) or bytes (memory).",
+    ["namespace", "service", "resource"],
+    registry=REGISTRY,
+)
+CAPACITY_PEAK = Gauge(
+    "heady_capacity_peak_requests",
+    "Requests the managed pods would hold if always at peak, in cores (cpu) or bytes (memory).",
+    ["namespace", "service", "resource"],
+    registry=REGISTRY,
+)
+LEADER = Gauge(
+    "heady_leader",
+    "1 while this replica holds the leader lease and is not fenced, else 0.",
+    registry=REGISTRY,
+)
+SERVICE_UP = Gauge(
+    "heady_service_up",
+    "1 when the HeadyService's health check passes, 0 once it failed failureThreshold times in a row.",
+    ["namespace", "service"],
+    registry=REGISTRY,
+)
+HEALTH_PROBE_SECONDS = Histogram(
+    "heady_health_probe_seconds",
+    "Duration of one health-check probe of a HeadyService, by result (success, failure).",
+    ["namespace", "service", "result"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
+    registry=REGISTRY,
+)
+
+# The operator's own CPU, memory, file descriptors and GC (process_*, python_*), on the one
+# registry /metrics serves.
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+GCCollector(registry=REGISTRY)
+
+_PER_SERVICE: tuple[Gauge, ...] = (PODS_AT_PEAK, PODS_MANAGED)
+_PER_SERVICE_RESOURCE: tuple[Gauge, ...] = (CAPACITY_REQUESTS, CAPACITY_PEAK)
+_RESOURCES = ("cpu", "memory")
+
+
+def set_service_capacity(
+    namespace: str,
+    service: str,
+    *,
+    cpu_cores: float,
+    memory_bytes: float,
+    peak_cpu_cores: float,
+    peak_memory_bytes: float,
+) -> None:
+    """Record what a service's managed pods request now and what always-peak would request."""
+    CAPACITY_REQUESTS.labels(namespace, service, "cpu").set(cpu_cores)
+    CAPACITY_REQUESTS.labels(namespace, service, "memory").set(memory_bytes)
+    CAPACITY_PEAK.labels(namespace, service, "cpu").set(peak_cpu_cores)
+    CAPACITY_PEAK.labels(namespace, service, "memory").set(peak_memory_bytes)
+
+
+def forget_service(namespace: str, name: str) -> None:
+    """Drop every series of a deleted HeadyService, so sums over services stop counting it."""
+    for gauge in _PER_SERVICE:
+        _remove(gauge, namespace, name)
+    for gauge in _PER_SERVICE_RESOURCE:
+        for resource in _RESOURCES:
+            _remove(gauge, namespace, name, resource)
+    forget_health(namespace, name)
+
+
+def forget_health(namespace: str, name: str) -> None:
+    """Drop a service's health-check series (its check was removed, or the service)."""
+    _remove(SERVICE_UP, namespace, name)
+    for result in ("success", "failure"):
+        _remove(HEALTH_PROBE_SECONDS, namespace, name, result)
+
+
+def forget_session(namespace: str, name: str) -> None:
+    """Drop every series of a deleted ArenaSession."""
+    for kind in ("technical", "operational", "strategic", "overall"):
+        _remove(ARENA_RISK, namespace, name, kind)
+    forget_faults(namespace, name)
+
+
+def fault_active(namespace: str, session: str, experiment: str, kind: str) -> None:
+    CHAOS_ACTIVE_FAULTS.labels(namespace, session, experiment, kind).set(1)
+
+
+def forget_faults(namespace: str, session: str, experiment: str | None = None) -> None:
+    """A fault recovered or restored: one experiment's series, or all of the session's."""
+    for labels in _label_sets(CHAOS_ACTIVE_FAULTS):
+        if labels[:2] == (namespace, session) and (experiment is None or labels[2] == experiment):
+            _remove(CHAOS_ACTIVE_FAULTS, *labels)
+
+
+def _label_sets(metric: Gauge) -> list[tuple[str, ...]]:
+    # prometheus-client keeps children in a dict keyed by label values; collect() walks them
+    # under its lock and is the public way to list them.
+    out = []
+    for family in metric.collect():
+        for sample in family.samples:
+            out.append(tuple(sample.labels[name] for name in metric._labelnames))
+    return out
+
+
+def _remove(metric: Gauge | Histogram, *labels: str) -> None:
+    # remove() raises KeyError for a series that was never set; absent is what we want anyway.
+    with contextlib.suppress(KeyError):
+        metric.remove(*labels)

@@ -233,7 +233,13 @@ def deployment(
     }
 
 
-def headyservice(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
+def headyservice(
+    name: str, namespace: str, peak: dict[str, str] | None = None, **spec: Any
+) -> dict[str, Any]:
+    """A HeadyService for `deployment(name, ...)`; `peak` sets its container's peak explicitly
+    (without it, peak is the template's requests)."""
+    if peak is not None:
+        spec.setdefault("containers", [{"name": "app", "peak": peak}])
     return {
         "apiVersion": "heady.io/v1alpha1",
         "kind": "HeadyService",

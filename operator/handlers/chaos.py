@@ -9,6 +9,7 @@ sessions that no longer exist are restored.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
@@ -21,11 +22,19 @@ from pydantic import ValidationError
 
 from heady_operator.config import Settings
 from heady_operator.kube import chaos as kchaos
+from heady_operator.kube import client as kclient
 from heady_operator.kube.client import Kube
 from heady_operator.kube.events import post_event
-from heady_operator.metrics import CHAOS_FAULTS, CHAOS_RECOVERY, CHAOS_RESTORES, CHAOS_VERDICTS
+from heady_operator.metrics import (
+    CHAOS_FAULTS,
+    CHAOS_RECOVERY,
+    CHAOS_RESTORES,
+    CHAOS_VERDICTS,
+    fault_active,
+    forget_faults,
+)
 from heady_operator.models.arena import PLURAL, ChaosKind, ChaosSpec
-from heady_operator.models.common import GROUP, VERSION, set_condition, utcnow
+from heady_operator.models.common import GROUP, VERSION, parse_time, set_condition, utcnow
 from heady_operator.planning import chaos as plan_chaos
 from heady_operator.planning.chaos import (
     Action,
@@ -63,8 +72,23 @@ def _owned(body: kopf.Body, memo: kopf.Memo, **_: Any) -> bool:
 
 
 def _owned_with_chaos(body: kopf.Body, memo: kopf.Memo, **_: Any) -> bool:
-    # Sessions without chaos get no finalizer: nothing to restore, nothing to hold up deletion.
-    return _owned(body, memo) and _has_chaos(body)
+    """Whether the session needs its daemon and the finalizer.
+
+    Sessions without chaos, and sessions settled in a namespace that did not opt in (every
+    experiment Skipped, nothing active: `plan_chaos.settled`), get neither: nothing can be
+    injected there, and a finalizer would only hold up deleting the namespace while no operator
+    runs. kopf stops the daemon and removes the finalizer on the status write that settles it.
+    """
+    if not (_owned(body, memo) and _has_chaos(body)):
+        return False
+    spec_chaos = (body.get("spec") or {}).get("chaos") or {}
+    status = body.get("status") or {}
+    try:
+        records = plan_chaos.records_from_status(status.get("chaos"))
+    except (ValueError, TypeError, AttributeError):
+        return True  # a record the planner cannot read: let the daemon report it
+    names = [str(e.get("name")) for e in spec_chaos.get("experiments") or [] if isinstance(e, Mapping)]
+    return not plan_chaos.settled(names, records, list(status.get("conditions") or []))
 
 
 def _condition(conditions: list[dict[str, Any]], type_: str) -> dict[str, Any] | None:
@@ -72,11 +96,14 @@ def _condition(conditions: list[dict[str, Any]], type_: str) -> dict[str, Any] |
 
 
 def _ts(value: Any) -> datetime | None:
-    return datetime.fromisoformat(str(value)) if value else None
+    return parse_time(value)
 
 
 @kopf.on.startup()
 async def chaos_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    if SWEEPER not in memo:
+        # First, and on its own client: the sweep must run even while the rest of start-up fails.
+        memo[SWEEPER] = asyncio.create_task(_sweep_expired_forever(Settings()), name="chaos-expiry-sweep")
     if "kube" not in memo:
         raise kopf.TemporaryError("waiting for the operator's clients", delay=1)
     cfg: Settings = memo["settings"]
@@ -97,7 +124,51 @@ async def chaos_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: A
             )
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, when=_owned, cancellation_timeout=10)
+SWEEPER = "chaos_sweeper"
+
+
+async def _sweep_expired_forever(cfg: Settings) -> None:
+    """Restore every chaos fault that outlived its window, whatever else is (not) running.
+
+    The daemons restore faults on schedule; this is the dead man's switch behind them. It starts
+    before the rest of the operator and never waits for it, so a start-up that keeps failing (or
+    a daemon that is stuck) cannot leave a network partition or a cordon in place past its
+    heady.io/expires-at plus the recover grace.
+    """
+    interval = max(1.0, min(30.0, cfg.chaos_recover_grace_seconds / 2))
+    kube: Kube | None = None
+    try:
+        while True:
+            try:
+                if kube is None:
+                    kube = await kclient.connect(pool_size=2)
+                restored = await kchaos.restore_expired(
+                    kube, utcnow(), cfg.chaos_recover_grace_seconds, cfg.chaos_instance
+                )
+                if restored.anything or restored.forbidden:
+                    CHAOS_RESTORES.labels("Expired").inc()
+                    log.warning("restored chaos faults past their expiry: %s", restored.describe())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # an outage or a bug: try again next time, never stop sweeping
+                log.warning("chaos expiry sweep failed (%s: %s); retrying", type(exc).__name__, exc)
+            await asyncio.sleep(interval)
+    finally:
+        if kube is not None:
+            await kube.close()
+
+
+@kopf.on.cleanup()
+async def chaos_cleanup(memo: kopf.Memo, **_: Any) -> None:
+    task = memo.get(SWEEPER)
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+# cancellation_backoff: a daemon whose filter stops matching (its session just settled) is asked
+# to stop and finishes its tick (the Events after the settling write) before kopf cancels it.
+@kopf.daemon(GROUP, VERSION, PLURAL, when=_owned_with_chaos, cancellation_backoff=5, cancellation_timeout=10)
 async def chaos_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     settings, kube, inline = _deps(memo)
     name, namespace = str(body.metadata.name), str(body.metadata.namespace)
@@ -127,6 +198,7 @@ async def chaos_finalizer(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if inline is not None:
         pending += sorted(inline.running)
     restored = await kchaos.restore(kube, namespace, name)
+    forget_faults(namespace, name)
     if restored.forbidden:
         await _recover_forbidden(settings, kube, inline, body, namespace, name, uid)
     if restored.anything:
@@ -214,6 +286,15 @@ async def reconcile(
             break
         obs = replace(obs, jobs=dict(inline.outcomes))
 
+    latest = {**records, **updated}
+    if (
+        halt is Halt.NAMESPACE_NOT_ENABLED
+        and set(experiments) <= set(latest)
+        and all(r.phase in (Phase.VERDICT, Phase.INVALID) for r in latest.values())
+    ):
+        # About to settle: with no finalizer left to do it at deletion, its Jobs go now.
+        await kchaos.delete_jobs(kube, settings.operator_namespace, uid, finished_too=True)
+
     chaos_patch: dict[str, Any] = {}
     if updated:
         chaos_patch["experiments"] = {n: r.to_status() for n, r in updated.items()}
@@ -240,14 +321,15 @@ async def _write_conditions(
         )
     if after == before:
         return
+    old = _condition(before, plan_chaos.CONDITION_ALLOWED) or {}
+    new = _condition(after, plan_chaos.CONDITION_ALLOWED) or {}
+    if new.get("reason") != old.get("reason") and new.get("status") == "False":
+        # Before the write: the write may settle the session, and kopf then stops this daemon.
+        await post_event(kube, body, "ChaosRefused", str(new.get("message")), "Warning")
     # Read-modify-write of a list other handlers share: only under the version it was read at.
     await kchaos.patch_session_status(
         kube, meta["namespace"], meta["name"], {"conditions": after}, meta["resourceVersion"]
     )
-    old = _condition(before, plan_chaos.CONDITION_ALLOWED) or {}
-    new = _condition(after, plan_chaos.CONDITION_ALLOWED) or {}
-    if new.get("reason") != old.get("reason") and new.get("status") == "False":
-        await post_event(kube, body, "ChaosRefused", str(new.get("message")), "Warning")
 
 
 async def apply(
@@ -274,10 +356,12 @@ async def apply(
         await _execute(settings, kube, inline, body, obs, JobAction.RECOVER, action)
     elif action.do is Do.CONFIRM_INJECTED:
         CHAOS_FAULTS.labels(kind).inc()
+        fault_active(obs.namespace, obs.session, action.experiment or "", kind)
         await post_event(
             kube, body, "ChaosInjected", f"{action.experiment}: {record.message if record else kind}"
         )
     elif action.do is Do.CONFIRM_RECOVERED:
+        forget_faults(obs.namespace, obs.session, action.experiment)
         await post_event(kube, body, "ChaosRecovered", f"{action.experiment}: {kind} fault removed")
     elif action.do is Do.RESTORE:
         await kchaos.delete_jobs(kube, settings.operator_namespace, obs.session_uid, action.experiment)
@@ -287,6 +371,7 @@ async def apply(
                 settings, kube, inline, body, obs.namespace, obs.session, obs.session_uid
             )
         CHAOS_RESTORES.labels(action.reason or "Restore").inc()
+        forget_faults(obs.namespace, obs.session, action.experiment)
         await post_event(
             kube, body, "ChaosRestored", f"{action.experiment} ({action.reason}): {restored.describe()}"
         )

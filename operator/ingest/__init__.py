@@ -25,11 +25,11 @@ from dataclasses import dataclass
 import redis.asyncio as aredis
 
 from heady_operator.config import Settings
-from heady_operator.escalation import EscalationController
 from heady_operator.ingest.events import AttentionEvent, InvalidEvent, parse_entry, parse_event, parse_payload
 from heady_operator.ingest.intake import Accepted, AttentionIntake, Refused
 from heady_operator.ingest.sink import AttentionSink
 from heady_operator.ingest.stream import RedisAttentionConsumer, StreamPublisher, close, connect
+from heady_operator.state.cluster import ClusterState
 
 
 @dataclass
@@ -46,9 +46,9 @@ class Ingest:
             await close(self.client)
 
 
-def build(settings: Settings, controller: EscalationController) -> Ingest:
+def build(settings: Settings, state: ClusterState) -> Ingest:
     """Redis when `redis_url` is set (the consumer must then be run); HTTP direct otherwise."""
-    sink = AttentionSink(controller)
+    sink = AttentionSink(state)
     if not settings.redis_url:
         return Ingest(sink, AttentionIntake(settings, sink))
     client = connect(settings)

@@ -21,11 +21,15 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, Field, ValidationError, model_validator
 
 from heady_operator.models.attention import AttentionSignalSpec
+from heady_operator.models.common import TIME_CEILING, TIME_FLOOR, clamp_time
 
 Path = Literal["redis", "http"]
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # Keys clients may use for the user; the transition model learns per user.
 _USER_ALIASES = ("session", "sessionId", "session_id", "userId", "user_id")
+# An event is a flat object whose deepest value is a list of names: anything nested deeper than
+# this is refused before validation, so no path recurses through a hostile structure.
+MAX_NESTING = 8
 
 
 class InvalidEvent(ValueError):
@@ -92,17 +96,64 @@ def describe(exc: ValidationError, prefix: str = "") -> str:
     return "; ".join(parts)
 
 
+def nesting_problem(value: Any, limit: int = MAX_NESTING) -> str | None:
+    """Why `value` is not a plain JSON-like event (too deep, a string that is not Unicode), or None.
+
+    Iterative, so a structure nested thousands deep is measured without recursion.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if not _is_unicode(item):
+                return "a string is not valid Unicode (lone surrogate or undecodable bytes)"
+            continue
+        if isinstance(item, Mapping):
+            children = [*item.keys(), *item.values()]
+        elif isinstance(item, list | tuple):
+            children = list(item)
+        else:
+            continue
+        if depth > limit:
+            return f"nested deeper than {limit} levels"
+        stack.extend((child, depth + 1) for child in children)
+    return None
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def parse_event(data: Any, prefix: str = "") -> AttentionEvent:
+    """One event, or InvalidEvent with a message a client can act on. Raises nothing else."""
     if not isinstance(data, Mapping):
-        raise InvalidEvent(f"{prefix or 'event'}: must be a JSON object, got {type(data).__name__}")
+        raise InvalidEvent(
+            f"{prefix.rstrip('.') or 'event'}: must be a JSON object, got {type(data).__name__}"
+        )
+    problem = nesting_problem(data)
+    if problem is not None:
+        raise InvalidEvent(f"{prefix.rstrip('.') or 'event'}: {problem}")
     try:
         return AttentionEvent.model_validate(data)
     except ValidationError as exc:
         raise InvalidEvent(describe(exc, prefix)) from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        # pydantic wraps validator errors; anything that escapes it is still this event's fault.
+        raise InvalidEvent(f"{prefix.rstrip('.') or 'event'}: {type(exc).__name__}: {exc}") from None
 
 
 def parse_payload(payload: Any, max_events: int) -> list[AttentionEvent]:
-    """An HTTP body: one event object or a list of them; every problem reported at once."""
+    """An HTTP body: one event object or a list of them; every problem reported at once.
+
+    Raises InvalidEvent and nothing else, whatever the payload (json.loads output or not).
+    """
+    problem = nesting_problem(payload, MAX_NESTING + 1)
+    if problem is not None:
+        raise InvalidEvent(f"the body is not an attention event: {problem}")
     items = payload if isinstance(payload, list) else [payload]
     if not items:
         raise InvalidEvent("the list of events is empty")
@@ -123,6 +174,9 @@ def parse_payload(payload: Any, max_events: int) -> list[AttentionEvent]:
 def parse_entry(fields: Mapping[str, str]) -> tuple[AttentionEvent, Path]:
     """A stream entry's fields to the event and the path it came in by."""
     values = dict(fields)
+    for key, value in values.items():
+        if not isinstance(key, str) or not isinstance(value, str) or not _is_unicode(key + value):
+            raise InvalidEvent(f"field {key!r}: not UTF-8 text")
     origin: Path = "http" if values.pop("origin", "redis") == "http" else "redis"
     data: Any
     if "data" in values:
@@ -133,6 +187,8 @@ def parse_entry(fields: Mapping[str, str]) -> tuple[AttentionEvent, Path]:
             data = json.loads(raw)
         except ValueError as exc:
             raise InvalidEvent(f"data: not JSON ({exc})") from None
+        except RecursionError:
+            raise InvalidEvent("data: JSON nested far too deeply") from None
     else:
         data = values
         if "services" in data:
@@ -149,6 +205,12 @@ def entry_fields(event: AttentionEvent, origin: Path) -> dict[str, str]:
 
 
 def stream_time(entry_id: str) -> datetime:
-    """When Redis accepted an entry: the first part of its id is the server clock in ms."""
-    millis = int(entry_id.split("-", 1)[0])
-    return datetime.fromtimestamp(millis / 1000, tz=UTC)
+    """When Redis accepted an entry: the first part of its id is the server clock in ms.
+
+    Ids may be chosen by the producer (`XADD s 99999999999999999-0 ...`): clamped like any time.
+    """
+    try:
+        millis = int(entry_id.split("-", 1)[0])
+        return clamp_time(datetime.fromtimestamp(millis / 1000, tz=UTC))
+    except (ValueError, OverflowError, OSError):
+        return TIME_CEILING if entry_id[:1].isdigit() else TIME_FLOOR

@@ -83,7 +83,7 @@ class AttentionIntake:
             ids = []
             for event in events:
                 name = f"http-{uuid.uuid4().hex}"
-                self.sink.apply(event, name, self.sink.controller.clock(), "http")
+                self.sink.apply(event, name, self.sink.clock(), "http")
                 ids.append(name)
             return Accepted(ids, durable=False)
         try:

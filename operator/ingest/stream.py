@@ -9,8 +9,11 @@ Delivery is at least once, application effectively once:
 - a re-delivered entry is harmless: the controller keys signals by name (`redis-<id>`), and this
   process remembers the ids it applied recently, so it only acknowledges them again.
 
-A malformed entry is counted, logged once with its id, copied with the reason to the
-dead-letter stream and acknowledged: it never blocks the entries behind it.
+A malformed entry (bad fields, bytes that are not UTF-8, absurd values) is counted, logged once
+with its id, copied with the reason to the dead-letter stream and acknowledged: it never blocks
+the entries behind it. The same holds for an entry whose application raised anything at all
+(outcome `failed`), and for one that cannot even be dead-lettered (outcome `lost`, logged with
+its fields): only an outage of Redis itself leaves entries pending, to be read again.
 
 When Redis is unreachable the consumer sets heady_ingest_available to 0, says so once, and
 reconnects with exponential backoff (capped at `ingest_reconnect_max_seconds`). Nothing else
@@ -70,6 +73,9 @@ def connect(settings: Settings) -> aredis.Redis:
     client: aredis.Redis = aredis.Redis.from_url(
         settings.redis_url,
         decode_responses=True,
+        # Bytes that are not UTF-8 come back as lone surrogates instead of failing the whole read
+        # (and every re-read of the pending entry): the entry is then refused on its own.
+        encoding_errors="surrogateescape",
         protocol=2,
         socket_connect_timeout=2,
         # Longer than the consumer's blocking read, so only a dead peer times out.
@@ -237,47 +243,76 @@ class RedisAttentionConsumer:
     # ------------------------------------------------------------------ one batch
 
     async def handle(self, entries: Sequence[Entry]) -> None:
-        """Apply a batch, then acknowledge all of it at once (after, never before, applying)."""
+        """Apply a batch, then acknowledge all of it at once (after, never before, applying).
+
+        Every entry is isolated: whatever one raises, short of Redis going away, ends with that
+        entry counted, dead-lettered (or logged as lost) and acknowledged with the others.
+        """
         done: list[str] = []
         for entry_id, fields in entries:
             done.append(entry_id)
-            if entry_id in self._handled:
-                metrics.INGEST_EVENTS.labels("redis", "duplicate").inc()
-                continue
-            if not fields:
-                # Trimmed (MAXLEN) or deleted after it was delivered: nothing left to apply.
-                metrics.INGEST_EVENTS.labels("redis", "trimmed").inc()
-                continue
             try:
-                event, path = parse_entry(fields)
-            except InvalidEvent as exc:
-                await self._dead_letter(entry_id, fields, str(exc))
-                continue
-            try:
-                self.sink.apply(event, f"redis-{entry_id}", stream_time(entry_id), path)
-            except Exception as exc:  # one poisoned event must not stall the stream behind it
-                log.exception("attention entry %s could not be applied", entry_id)
-                await self._dead_letter(entry_id, fields, f"not applied: {type(exc).__name__}: {exc}")
-                continue
-            self._handled.add(entry_id)
+                await self._handle_one(entry_id, fields)
+            except asyncio.CancelledError:
+                raise
+            except OUTAGE_ERRORS:
+                raise  # Redis went away: the batch stays pending and is read again
+            except Exception as exc:  # the dead-letter write itself was refused (WRONGTYPE, OOM)
+                log.error(
+                    "attention entry %s dropped: it failed and could not be dead-lettered (%s: %s); fields %s",
+                    entry_id,
+                    type(exc).__name__,
+                    exc,
+                    _printable(fields),
+                )
+                metrics.INGEST_EVENTS.labels("redis", "lost").inc()
+                self._handled.add(entry_id)
         if done:
             await self.redis.xack(self.stream, self.group, *done)
 
-    async def _dead_letter(self, entry_id: str, fields: dict[str, str], error: str) -> None:
+    async def _handle_one(self, entry_id: str, fields: dict[str, str]) -> None:
+        if entry_id in self._handled:
+            metrics.INGEST_EVENTS.labels("redis", "duplicate").inc()
+            return
+        if not fields:
+            # Trimmed (MAXLEN) or deleted after it was delivered: nothing left to apply.
+            metrics.INGEST_EVENTS.labels("redis", "trimmed").inc()
+            return
+        try:
+            event, path = parse_entry(fields)
+        except InvalidEvent as exc:
+            await self._dead_letter(entry_id, fields, str(exc))
+            return
+        except Exception as exc:  # parse_entry raises only InvalidEvent; a bug must still not block
+            log.exception("attention entry %s could not be parsed", entry_id)
+            await self._dead_letter(entry_id, fields, f"not parsed: {type(exc).__name__}: {exc}", "failed")
+            return
+        try:
+            self.sink.apply(event, f"redis-{entry_id}", stream_time(entry_id), path)
+        except Exception as exc:  # one poisoned event must not stall the stream behind it
+            log.exception("attention entry %s could not be applied", entry_id)
+            await self._dead_letter(entry_id, fields, f"not applied: {type(exc).__name__}: {exc}", "failed")
+            return
+        self._handled.add(entry_id)
+
+    async def _dead_letter(
+        self, entry_id: str, fields: dict[str, str], error: str, outcome: str = "invalid"
+    ) -> None:
         log.warning("attention entry %s is malformed, moved to %s: %s", entry_id, self.dead_letters, error)
         await self.redis.xadd(
             self.dead_letters,
             {
                 "id": entry_id,
                 "stream": self.stream,
-                "error": error,
+                "error": _printable(error),
+                # JSON escapes undecodable bytes (\udcff), so the copy is always valid UTF-8.
                 "fields": json.dumps(fields, sort_keys=True),
                 "at": datetime.now(UTC).isoformat(),
             },
             maxlen=self.settings.ingest_stream_maxlen,
             approximate=True,
         )
-        metrics.INGEST_EVENTS.labels("redis", "invalid").inc()
+        metrics.INGEST_EVENTS.labels("redis", outcome).inc()
         metrics.INGEST_DEAD_LETTERS.inc()
         # Counted, logged and copied once, even if the acknowledgement is lost and it comes back.
         self._handled.add(entry_id)
@@ -346,6 +381,15 @@ def _entries(raw: Any) -> list[Entry]:
             continue
         out.append((str(entry_id), dict(fields or {})))
     return out
+
+
+def _printable(value: object) -> str:
+    """Text safe to log or write back as UTF-8, whatever bytes it was decoded from."""
+    return (
+        json.dumps(value, sort_keys=True)
+        if not isinstance(value, str)
+        else value.encode("utf-8", "backslashreplace").decode("utf-8")
+    )
 
 
 async def close(client: aredis.Redis) -> None:

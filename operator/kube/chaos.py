@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -24,7 +25,9 @@ from heady_operator.models.arena import PLURAL, ChaosKind
 from heady_operator.models.common import GROUP, VERSION, utcnow
 from heady_operator.planning.chaos import (
     ANNOTATION_CORDONED_BY,
+    ANNOTATION_EXPIRES_AT,
     ANNOTATION_SESSION_REF,
+    INSTANCE_LABEL,
     LABEL_ACTION,
     LABEL_CORDONED,
     LABEL_EXPERIMENT,
@@ -38,6 +41,7 @@ from heady_operator.planning.chaos import (
     JobOutcome,
     JobState,
     cordon_owner,
+    fault_expired,
     label_selector,
     label_value,
     select_targets,
@@ -290,6 +294,69 @@ async def restore(kube: Kube, namespace: str, session: str, experiment: str | No
                 raise
         out.nodes.append(node.metadata.name)
     return out
+
+
+async def restore_expired(kube: Kube, now: datetime, grace_seconds: float, instance: str) -> Restored:
+    """Undo every chaos fault whose heady.io/expires-at passed `grace_seconds` ago.
+
+    Only faults of sessions this operator instance runs (heady.io/chaos-instance == `instance`),
+    or of sessions that no longer exist: another instance's faults are that instance's to undo.
+    """
+    out = Restored()
+    owners: dict[tuple[str, str], bool] = {}
+
+    async def ours(namespace: str, session: str) -> bool:
+        if (namespace, session) not in owners:
+            owners[(namespace, session)] = await _session_owned(kube, namespace, session, instance)
+        return owners[(namespace, session)]
+
+    policies = await kube.networking.list_network_policy_for_all_namespaces(label_selector=LABEL_SESSION)
+    for policy in policies.items:
+        meta = policy.metadata
+        if not fault_expired((meta.annotations or {}).get(ANNOTATION_EXPIRES_AT), now, grace_seconds):
+            continue
+        _, _, session = ((meta.annotations or {}).get(ANNOTATION_SESSION_REF) or "").partition("/")
+        if not await ours(meta.namespace, session or (meta.labels or {}).get(LABEL_SESSION, "")):
+            continue
+        try:
+            await kube.networking.delete_namespaced_network_policy(meta.name, meta.namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        out.policies.append(f"{meta.namespace}/{meta.name}")
+    for node in await cordoned_nodes(kube):
+        annotations = node.metadata.annotations or {}
+        if not fault_expired(annotations.get(ANNOTATION_EXPIRES_AT), now, grace_seconds):
+            continue
+        parts = (annotations.get(ANNOTATION_CORDONED_BY) or "").split("/")
+        if len(parts) == 3 and not await ours(parts[0], parts[1]):
+            continue
+        try:
+            await kube.core.patch_node(
+                node.metadata.name,
+                uncordon_patch(),
+                _content_type=MERGE_PATCH,  # type: ignore[call-arg]
+            )
+        except ApiException as exc:
+            if exc.status == 403:
+                out.forbidden.append(node.metadata.name)
+                continue
+            if exc.status != 404:
+                raise
+        out.nodes.append(node.metadata.name)
+    return out
+
+
+async def _session_owned(kube: Kube, namespace: str, session: str, instance: str) -> bool:
+    """Whether this instance runs the session's chaos; True for a session that is gone (an orphan)."""
+    try:
+        obj = await kube.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, session)
+    except ApiException as exc:
+        if exc.status == 404:
+            return True
+        raise
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return bool(labels.get(INSTANCE_LABEL, "") == instance)
 
 
 async def sessions_with_faults(kube: Kube) -> set[tuple[str, str]]:

@@ -8,7 +8,6 @@ import logging
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from heady_operator.config import Settings
-from heady_operator.escalation import EscalationController
 from heady_operator.kube.client import Kube
 from heady_operator.kube.configmaps import upsert_config_map
 from heady_operator.planning.prediction import TransitionModel
@@ -35,12 +34,9 @@ async def save_model(kube: Kube, cfg: Settings, model: TransitionModel) -> None:
     await upsert_config_map(kube, cfg.operator_namespace, cfg.prediction_configmap, {KEY: model.to_json()})
 
 
-async def save_model_forever(
-    kube: Kube, cfg: Settings, controller: EscalationController, every: float = 5.0
-) -> None:
+async def save_model_forever(kube: Kube, cfg: Settings, model: TransitionModel, every: float = 5.0) -> None:
     while True:
         await asyncio.sleep(every)
-        model = controller.model
         if not model.dirty:
             continue
         model.dirty = False

@@ -8,14 +8,27 @@ from heady_operator.kube.client import Kube
 from heady_operator.models.common import GROUP, VERSION
 
 
-async def patch_status(kube: Kube, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+async def patch_status(
+    kube: Kube,
+    plural: str,
+    namespace: str,
+    name: str,
+    status: dict[str, Any],
+    *,
+    resource_version: str | None = None,
+) -> None:
+    """Merge-patch status; with resource_version the API server refuses it (409) if the object
+    changed since it was read, so a list replaced wholesale (conditions) loses nobody's entry."""
+    body: dict[str, Any] = {"status": status}
+    if resource_version is not None:
+        body["metadata"] = {"resourceVersion": resource_version}
     await kube.custom.patch_namespaced_custom_object_status(
         GROUP,
         VERSION,
         namespace,
         plural,
         name,
-        {"status": status},
+        body,
         _content_type="application/merge-patch+json",  # type: ignore[call-arg]
     )
 

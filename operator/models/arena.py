@@ -65,6 +65,15 @@ class RiskInputs(CamelModel):
     strategic: StrategicRiskInputs = Field(default_factory=StrategicRiskInputs)
 
 
+class SessionValue(CamelModel):
+    """What the session is worth (the seeds' ROITaskAllocator): within one priority, admission
+    orders by expectedROI x strategicAlignment before age. A factor left out counts as 0.5."""
+
+    # The CRD spells the acronym in capitals, which to_camel would turn into "expectedRoi".
+    expected_roi: float | None = Field(default=None, ge=0.0, le=1.0, alias="expectedROI")
+    strategic_alignment: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
 class ChaosKind(StrEnum):
     POD_TERMINATION = "pod_termination"
     NETWORK_PARTITION = "network_partition"
@@ -130,6 +139,7 @@ class ArenaSessionSpec(CamelModel):
     # The CRD spells it with a capitalised acronym, which to_camel would turn into "requiresGpu".
     requires_gpu: bool = Field(default=False, alias="requiresGPU")
     risk: RiskInputs = Field(default_factory=RiskInputs)
+    value: SessionValue | None = None
     chaos: ChaosSpec | None = None
 
     @field_validator("repos")

@@ -1,8 +1,19 @@
-"""Types shared by the three custom resources: priority levels and status conditions."""
+"""Types shared by the three custom resources: priority levels, status conditions and time.
+
+Time values come from users (CRD bodies, POST /v1/attention, the Redis stream) and from what the
+operator wrote earlier (status, the model ConfigMap). Any of them may be absurd: `9999-12-31`
+is a common way to say "never", and `datetime + timedelta` past year 9999 raises OverflowError
+deep inside a planner. So every time value is brought into [TIME_FLOOR, TIME_CEILING] where it
+enters (`clamp_time`, `parse_time`, the models' validators), and sums go through `add_seconds`,
+which saturates instead of raising. The ceiling leaves about a thousand years of headroom, far
+more than any duration the operator adds (settings are seconds to days), so arithmetic on a
+clamped value cannot overflow. See docs/reliability.md.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import math
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
@@ -68,11 +79,95 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# The range every time value is clamped into (see the module docstring).
+TIME_FLOOR = datetime(1970, 1, 1, tzinfo=UTC)
+TIME_CEILING = datetime(9000, 1, 1, tzinfo=UTC)
+# The longest an attention signal holds attention, from its start: the CRD's ttlSeconds maximum.
+# An expiresAt further out ("never", 9999-12-31) ends the signal here instead.
+MAX_SIGNAL_SECONDS = 86_400
+
+
+def clamp_time(ts: datetime) -> datetime:
+    """`ts` as an aware UTC datetime within [TIME_FLOOR, TIME_CEILING]; naive means UTC. Never raises."""
+    if ts.tzinfo is None or ts.utcoffset() is None:
+        ts = ts.replace(tzinfo=UTC)
+    # Compare before converting: astimezone itself overflows for 9999-12-31T23:59-05:00.
+    if ts >= TIME_CEILING:
+        return TIME_CEILING
+    if ts <= TIME_FLOOR:
+        return TIME_FLOOR
+    return ts.astimezone(UTC)
+
+
+def add_seconds(ts: datetime, seconds: float) -> datetime:
+    """`ts + seconds`, saturating at TIME_FLOOR/TIME_CEILING instead of raising. NaN adds nothing."""
+    ts = clamp_time(ts)
+    if math.isnan(seconds):
+        return ts
+    room_up = (TIME_CEILING - ts).total_seconds()
+    room_down = (TIME_FLOOR - ts).total_seconds()
+    if seconds >= room_up:
+        return TIME_CEILING
+    if seconds <= room_down:
+        return TIME_FLOOR
+    return ts + timedelta(seconds=seconds)
+
+
 def parse_time(value: object) -> datetime | None:
-    """An RFC 3339 timestamp from an object body (the API writes "Z"), or None when absent."""
+    """A timestamp from an object body or status (the API writes "Z"), clamped; never raises.
+
+    None when absent or unreadable: a garbled time the operator wrote earlier (or someone edited
+    into a status) is treated as missing rather than stopping the loop that reads it.
+    """
     if not value:
         return None
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if isinstance(value, datetime):
+        return clamp_time(value)
+    try:
+        return clamp_time(datetime.fromisoformat(str(value).strip().replace("Z", "+00:00")))
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+def attention_window(
+    created: datetime,
+    start_time: datetime | None,
+    ttl_seconds: int | None,
+    expires_at: datetime | None,
+    default_ttl_seconds: int,
+    max_seconds: int = MAX_SIGNAL_SECONDS,
+) -> tuple[datetime, datetime]:
+    """When a signal's attention starts and ends. Never raises, whatever the inputs.
+
+    Starts at startTime, else at `created`. Ends at expiresAt, else after ttlSeconds (else the
+    default TTL) - and never more than `max_seconds` after the start: a far expiresAt is a
+    "never" the operator does not promise to honour (docs/reliability.md). Both ends lie in
+    [TIME_FLOOR, TIME_CEILING], and end >= start.
+    """
+    start = clamp_time(start_time or created)
+    longest = add_seconds(start, max(0, max_seconds))
+    if expires_at is not None:
+        end = clamp_time(expires_at)
+    else:
+        end = add_seconds(start, ttl_seconds or default_ttl_seconds)
+    return start, max(start, min(end, longest))
+
+
+def window_note(
+    created: datetime,
+    start_time: datetime | None,
+    expires_at: datetime | None,
+    max_seconds: int = MAX_SIGNAL_SECONDS,
+) -> str | None:
+    """Why attention_window differs from what the spec says (for a condition message), or None."""
+    notes = []
+    if start_time is not None and clamp_time(start_time) in (TIME_FLOOR, TIME_CEILING):
+        notes.append(f"startTime is outside {rfc3339(TIME_FLOOR)}..{rfc3339(TIME_CEILING)} and was clamped")
+    if expires_at is not None:
+        start = clamp_time(start_time or created)
+        if (clamp_time(expires_at) - start).total_seconds() > max_seconds:
+            notes.append(f"expiresAt is more than {max_seconds}s after the start; the signal ends then")
+    return "; ".join(notes) or None
 
 
 def rfc3339(ts: datetime) -> str:

@@ -47,6 +47,33 @@ class ContainerPeak(CamelModel):
     peak: PeakResources
 
 
+class HealthCheck(CamelModel):
+    """How the operator checks that the service answers (the seeds' error detector): every
+    intervalSeconds it connects to <service>.<namespace>.svc:port (TCP) or GETs path there (HTTP,
+    2xx/3xx passes), gives up after timeoutSeconds, and calls the service unhealthy after
+    failureThreshold failures in a row. The CRD's CEL rules are repeated here."""
+
+    type: Literal["HTTP", "TCP"] = "HTTP"
+    path: str | None = Field(default=None, min_length=1, max_length=1024, pattern=r"^/")
+    port: int | None = Field(default=None, ge=1, le=65535)
+    service: str | None = Field(default=None, min_length=1, max_length=63)
+    interval_seconds: int = Field(default=30, ge=1, le=3600)
+    timeout_seconds: int = Field(default=5, ge=1, le=60)
+    failure_threshold: int = Field(default=2, ge=1, le=10)
+
+    @model_validator(mode="after")
+    def _cel_rules(self) -> HealthCheck:
+        if self.timeout_seconds > self.interval_seconds:
+            raise ValueError("timeoutSeconds must not exceed intervalSeconds")
+        if self.type == "TCP" and self.path is not None:
+            raise ValueError("path is only for type HTTP")
+        return self
+
+    @property
+    def http_path(self) -> str:
+        return self.path or "/"
+
+
 class HeadyServiceSpec(CamelModel):
     workload: WorkloadRef
     containers: list[ContainerPeak] = Field(default_factory=list, max_length=32)
@@ -56,6 +83,7 @@ class HeadyServiceSpec(CamelModel):
     port: int = Field(default=80, ge=1, le=65535)
     max_peak_seconds: int = Field(default=900, ge=1, le=86400)
     cooldown_seconds: int = Field(default=30, ge=0, le=3600)
+    health_check: HealthCheck | None = None
 
     @model_validator(mode="after")
     def _cooldown_within_peak(self) -> HeadyServiceSpec:

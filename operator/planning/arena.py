@@ -71,8 +71,20 @@ class ResourcePlan:
 
     @property
     def gpu_devices(self) -> int:
-        """GPUs are scheduled as whole devices."""
+        """GPUs are scheduled as whole devices: a fractional plan is rounded up (1.6 -> 2), since
+        an extended resource cannot be shared and rounding down would starve the session."""
         return math.ceil(round(self.gpu, 6))
+
+    @property
+    def storage_total_gb(self) -> int:
+        """Vector, cache and persistent storage together, in whole GB (rounded up)."""
+        return math.ceil(
+            round(self.storage_vector_gb + self.storage_cache_gb + self.storage_persistent_gb, 6)
+        )
+
+    @property
+    def bandwidth_whole_mbps(self) -> int:
+        return math.ceil(round(self.network_bandwidth_mbps, 6))
 
     def to_status(self) -> dict[str, object]:
         return {
@@ -121,39 +133,136 @@ def resource_plan(priority: PriorityLevel | int, overall_risk: float, requires_g
 # --- admission -------------------------------------------------------------------------------
 
 
+# A quota dimension nobody limits (storage and network unless configured).
+UNLIMITED = 2**62
+# The dimensions beyond CPU and memory: (Usage field, unit in messages).
+EXTRA_DIMENSIONS: tuple[tuple[str, str], ...] = (
+    ("gpus", "GPU"),
+    ("storage_gb", "GB storage"),
+    ("bandwidth_mbps", "Mbps bandwidth"),
+    ("connections", "connections"),
+)
+
+
 @dataclass(frozen=True)
 class Quota:
-    """The cluster-wide budget that admitted arena sessions share."""
+    """The cluster-wide budget that admitted arena sessions share, on every dimension of the
+    resource plan.
+
+    gpus is an extended-resource quota in whole devices; 0 means sessions that need a GPU are
+    never admitted (ExceedsQuota says so), which is right for a cluster without GPUs. Storage
+    (GB: vector + cache + persistent), bandwidth (Mbps) and connections are unlimited unless set.
+    """
 
     cpu_millis: int
     memory_bytes: int
+    gpus: int = 0
+    storage_gb: int = UNLIMITED
+    bandwidth_mbps: int = UNLIMITED
+    connections: int = UNLIMITED
 
     @classmethod
-    def of(cls, cpu: float, memory_gib: float) -> Quota:
-        return cls(cpu_millis=round(cpu * 1000), memory_bytes=round(memory_gib * GIB))
+    def of(
+        cls,
+        cpu: float,
+        memory_gib: float,
+        gpus: int = 0,
+        *,
+        storage_gb: float | None = None,
+        bandwidth_mbps: float | None = None,
+        connections: int | None = None,
+    ) -> Quota:
+        def limit(value: float | None) -> int:
+            return UNLIMITED if value is None else math.floor(value)
+
+        return cls(
+            cpu_millis=round(cpu * 1000),
+            memory_bytes=round(memory_gib * GIB),
+            gpus=gpus,
+            storage_gb=limit(storage_gb),
+            bandwidth_mbps=limit(bandwidth_mbps),
+            connections=limit(connections),
+        )
+
+    @property
+    def capacity(self) -> Usage:
+        return Usage(
+            self.cpu_millis,
+            self.memory_bytes,
+            self.gpus,
+            self.storage_gb,
+            self.bandwidth_mbps,
+            self.connections,
+        )
+
+    def limits(self, field_: str) -> bool:
+        """Whether the quota constrains this extra dimension (and messages should mention it)."""
+        value = getattr(self, field_)
+        return bool(value) and value != UNLIMITED if field_ == "gpus" else value != UNLIMITED
 
     def describe(self) -> str:
-        return f"{self.cpu_millis / 1000:g} CPU, {self.memory_bytes / GIB:g} GiB memory"
+        text = f"{self.cpu_millis / 1000:g} CPU, {self.memory_bytes / GIB:g} GiB memory"
+        for field_, unit in EXTRA_DIMENSIONS:
+            if self.limits(field_):
+                text += f", {getattr(self, field_)} {unit}"
+        return text
 
 
 @dataclass(frozen=True)
 class Usage:
     cpu_millis: int = 0
     memory_bytes: int = 0
+    gpus: int = 0
+    storage_gb: int = 0
+    bandwidth_mbps: int = 0
+    connections: int = 0
+
+    def _values(self) -> tuple[int, ...]:
+        return (
+            self.cpu_millis,
+            self.memory_bytes,
+            self.gpus,
+            self.storage_gb,
+            self.bandwidth_mbps,
+            self.connections,
+        )
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(self.cpu_millis + other.cpu_millis, self.memory_bytes + other.memory_bytes)
+        return Usage(*(a + b for a, b in zip(self._values(), other._values(), strict=True)))
 
     def __sub__(self, other: Usage) -> Usage:
-        return Usage(self.cpu_millis - other.cpu_millis, self.memory_bytes - other.memory_bytes)
+        return Usage(*(a - b for a, b in zip(self._values(), other._values(), strict=True)))
 
     def covers(self, need: Usage) -> bool:
-        return self.cpu_millis >= need.cpu_millis and self.memory_bytes >= need.memory_bytes
+        return all(a >= b for a, b in zip(self._values(), need._values(), strict=True))
+
+
+# The seeds' ROITaskAllocator orders tasks by ROI x strategic alignment. A factor a session does
+# not state counts as the middle of its range, so an unstated value is neutral: stating a high
+# value moves a session up its priority's queue, stating a low one moves it down.
+NEUTRAL_FACTOR = 0.5
+# Values are compared rounded, so 0.3 x 0.3 and 0.09 tie (and age decides) instead of float noise.
+VALUE_DIGITS = 6
+
+
+def session_value(expected_roi: float | None, strategic_alignment: float | None) -> float:
+    """ROI x alignment (each 0..1), the seeds' ordering key within one priority."""
+    roi = NEUTRAL_FACTOR if expected_roi is None else expected_roi
+    alignment = NEUTRAL_FACTOR if strategic_alignment is None else strategic_alignment
+    for name, factor in (("expectedROI", roi), ("strategicAlignment", alignment)):
+        if not 0.0 <= factor <= 1.0:
+            raise ValueError(f"{name} must be within 0..1, got {factor}")
+    return round(roi * alignment, VALUE_DIGITS)
 
 
 @dataclass(frozen=True)
 class SessionDemand:
-    """One ArenaSession as admission sees it; `queued_at` orders sessions of equal priority."""
+    """One ArenaSession as admission sees it.
+
+    Within one priority, `value` (ROI x alignment) orders sessions, then `queued_at`. Every
+    resource dimension the plan has is a demand against the quota: CPU and memory always, GPUs
+    (whole devices) when the session asks for them.
+    """
 
     key: str
     priority: int
@@ -163,10 +272,22 @@ class SessionDemand:
     admitted: bool = False
     admitted_at: datetime | None = None
     finished: bool = False
+    value: float = NEUTRAL_FACTOR * NEUTRAL_FACTOR
+    gpus: int = 0
+    storage_gb: int = 0
+    bandwidth_mbps: int = 0
+    connections: int = 0
 
     @property
     def usage(self) -> Usage:
-        return Usage(self.cpu_millis, self.memory_bytes)
+        return Usage(
+            self.cpu_millis,
+            self.memory_bytes,
+            self.gpus,
+            self.storage_gb,
+            self.bandwidth_mbps,
+            self.connections,
+        )
 
 
 class AdmissionState(StrEnum):
@@ -193,6 +314,8 @@ class Decision:
     reason: AdmissionReason
     message: str
     queue_position: int | None = None
+    priority: int = 0
+    value: float = 0.0
     # How long a pending session has been queued (for a queue-wait metric; kept out of the
     # message so the status does not change on every pass).
     waiting_seconds: float | None = None
@@ -247,8 +370,9 @@ class AdmissionPlan:
         return tuple(d.key for d in self.decisions if d.state is AdmissionState.FINISHED and d.changed)
 
 
-def _queue_order(s: SessionDemand) -> tuple[int, datetime, str]:
-    return (-s.priority, s.queued_at, s.key)
+def _queue_order(s: SessionDemand) -> tuple[int, float, datetime, str]:
+    # Priority first, then value (ROI x alignment), then age; the key makes the order total.
+    return (-s.priority, -s.value, s.queued_at, s.key)
 
 
 def _victim_order(s: SessionDemand) -> tuple[int, float, str]:
@@ -270,6 +394,10 @@ def _shortfall(need: Usage, free: Usage, quota: Quota) -> str:
             f"needs {_gib(need.memory_bytes)} GiB memory, {_gib(max(free.memory_bytes, 0))} free "
             f"of {quota.memory_bytes / GIB:g}"
         )
+    for field_, unit in EXTRA_DIMENSIONS:
+        wanted, left = getattr(need, field_), getattr(free, field_)
+        if wanted > left:
+            parts.append(f"needs {wanted} {unit}, {max(left, 0)} free of {getattr(quota, field_)}")
     return "; ".join(parts)
 
 
@@ -279,7 +407,21 @@ def _beyond(need: Usage, quota: Quota) -> str:
         parts.append(f"needs {_cores(need.cpu_millis)} CPU, the quota is {quota.cpu_millis / 1000:g}")
     if need.memory_bytes > quota.memory_bytes:
         parts.append(f"needs {_gib(need.memory_bytes)} GiB memory, the quota is {quota.memory_bytes / GIB:g}")
+    for field_, unit in EXTRA_DIMENSIONS:
+        wanted, limit = getattr(need, field_), getattr(quota, field_)
+        if wanted > limit:
+            parts.append(f"needs {wanted} {unit}, the {unit.split()[-1]} quota is {limit}")
     return "; ".join(parts)
+
+
+def _describe(usage: Usage, quota: Quota | None = None) -> str:
+    """CPU and memory, plus the GPUs a session takes and any dimension the quota limits."""
+    text = f"{_cores(usage.cpu_millis)} CPU, {_gib(usage.memory_bytes)} GiB memory"
+    for field_, unit in EXTRA_DIMENSIONS:
+        amount = getattr(usage, field_)
+        if (field_ == "gpus" and amount) or (field_ != "gpus" and quota is not None and quota.limits(field_)):
+            text += f", {amount} {unit}"
+    return text
 
 
 def _choose_victims(need: Usage, free: Usage, candidates: list[SessionDemand]) -> list[SessionDemand] | None:
@@ -303,14 +445,15 @@ def _choose_victims(need: Usage, free: Usage, candidates: list[SessionDemand]) -
 
 
 def plan_admission(sessions: Iterable[SessionDemand], quota: Quota, now: datetime) -> AdmissionPlan:
-    """Admit by priority then age within the quota, preempting strictly lower priorities.
+    """Admit by priority, then value (ROI x alignment), then age within the quota, preempting
+    strictly lower priorities.
 
     - Finished sessions release their quota.
     - If a lowered quota no longer covers the admitted sessions, the lowest-priority, most
       recently admitted are pushed back to the queue until it does (the quota is a promise).
-    - Pending sessions are considered highest priority first, oldest first. One that fits is
-      admitted. Within a priority the queue is strict: once one waits, younger ones of that
-      priority wait behind it, so a stream of small sessions cannot starve a large one.
+    - Pending sessions are considered highest priority first, then highest value, then oldest.
+      One that fits (CPU, memory and GPUs) is admitted. Within a priority the queue is strict:
+      once one waits, the ones after it in that priority's queue wait behind it, so a stream of small sessions cannot starve a large one.
       Across priorities it is best effort: a lower-priority session that fits may pass a
       blocked higher-priority one (idle quota helps nobody), which can take the room back by
       preemption once that is enough.
@@ -325,12 +468,12 @@ def plan_admission(sessions: Iterable[SessionDemand], quota: Quota, now: datetim
         raise ValueError("session keys must be unique")
     finished = [s for s in all_sessions if s.finished]
     active = [s for s in all_sessions if not s.finished]
-    capacity = Usage(quota.cpu_millis, quota.memory_bytes)
+    capacity = quota.capacity
 
     admitted: dict[str, SessionDemand] = {s.key: s for s in active if s.admitted}
     used = sum((s.usage for s in admitted.values()), Usage())
     preempted: dict[str, Preemption] = {}
-    queue: list[tuple[tuple[int, datetime, str], SessionDemand]] = [
+    queue: list[tuple[tuple[int, float, datetime, str], SessionDemand]] = [
         (_queue_order(s), s) for s in active if not s.admitted
     ]
 
@@ -372,7 +515,7 @@ def plan_admission(sessions: Iterable[SessionDemand], quota: Quota, now: datetim
         for victim in victims:
             message = (
                 f"preempted by {session.key} (priority {session.priority} > {victim.priority}) "
-                f"to make room for {_cores(need.cpu_millis)} CPU, {_gib(need.memory_bytes)} GiB memory"
+                f"to make room for {_describe(need, quota)}"
             )
             preempted[victim.key] = Preemption(victim.key, session.key, AdmissionReason.PREEMPTED, message)
             del admitted[victim.key]
@@ -395,16 +538,15 @@ def plan_admission(sessions: Iterable[SessionDemand], quota: Quota, now: datetim
         )
     for s in active:
         if s.key in admitted:
-            message = (
-                f"admitted with {_cores(s.cpu_millis)} CPU, {_gib(s.memory_bytes)} GiB memory "
-                f"of {quota.describe()}"
-            )
+            message = f"admitted with {_describe(s.usage, quota)} of {quota.describe()}; value {s.value:g}"
             decisions.append(
                 Decision(
                     s.key,
                     AdmissionState.ADMITTED,
                     AdmissionReason.QUOTA_RESERVED,
                     message,
+                    priority=s.priority,
+                    value=s.value,
                     changed=not s.admitted,
                 )
             )
@@ -416,7 +558,7 @@ def plan_admission(sessions: Iterable[SessionDemand], quota: Quota, now: datetim
             message = f"can never be admitted: {_beyond(s.usage, quota)}"
         elif s.key in held and free.covers(s.usage):
             reason = AdmissionReason.WAITING_FOR_QUOTA
-            message = f"waiting behind {held[s.key]}, queued earlier at the same priority"
+            message = f"waiting behind {held[s.key]}, ahead in the same priority's queue (value, then age)"
         else:
             reason = AdmissionReason.WAITING_FOR_QUOTA
             message = f"waiting for quota: {_shortfall(s.usage, free, quota)}"
@@ -425,6 +567,7 @@ def plan_admission(sessions: Iterable[SessionDemand], quota: Quota, now: datetim
             final_preemptions.append(preemption)
             reason = preemption.reason
             message = f"{preemption.message}; {message}"
+        message += f"; value {s.value:g}"
         decisions.append(
             Decision(
                 s.key,
@@ -432,6 +575,8 @@ def plan_admission(sessions: Iterable[SessionDemand], quota: Quota, now: datetim
                 reason,
                 message,
                 queue_position=position,
+                priority=s.priority,
+                value=s.value,
                 waiting_seconds=max((now - s.queued_at).total_seconds(), 0.0),
                 behind=held.get(s.key),
                 changed=s.admitted,

@@ -1,5 +1,12 @@
 """HeadyBattle: a Socratic review of an arena session in up to seven rounds, then a synthesis.
 
+The battle goes deeper until the answerer shows mastery (a `Turn` with `mastery`), or the
+session's battleDepth (at most the seeds' 7) is reached, or the seeds' 10 turns are used (a
+turn is one question put, including a question asked again after an empty answer, and the
+synthesis). Before each round it looks up similar concepts in memory (the seeds' 0.7) for the
+previous answer (or the topic), hands them to the generator, and stores each played round,
+question and answer, in memory (`BattleMemory`; none: no lookup, nothing stored).
+
 Each round asks the seed's question for its depth (assumptions, how do you know, evidence,
 implications, principles, alternatives, synthesis). Who asks, and whether anyone answers, is a
 `QuestionGenerator`:
@@ -18,6 +25,7 @@ round's record says how much is at stake in the thing it questioned.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Protocol
 
 from heady_operator.models.arena import MAX_BATTLE_DEPTH
@@ -52,6 +60,20 @@ MAX_QUESTION_CHARS = 500
 MAX_ANSWER_CHARS = 1000
 MAX_SYNTHESIS_CHARS = 2000
 UNANSWERED = "unanswered: no answering model is configured"
+# The seeds' dialogue manager: `maxTurns = 10`, the synthesis included.
+MAX_TURNS = 10
+# The seeds' findSimilarConcepts(sessionId, context, 0.7), and how many a round keeps.
+SIMILAR_THRESHOLD = 0.7
+SIMILAR_KEPT = 3
+MAX_SIMILAR_CHARS = 200
+
+
+class Stop(StrEnum):
+    """Why the battle stopped going deeper."""
+
+    MASTERY = "Mastery"
+    DEPTH = "DepthReached"
+    TURNS = "TurnsUsed"
 
 
 @dataclass(frozen=True)
@@ -61,9 +83,12 @@ class BattleRound:
     answer: str | None
     focus: str
     risk: float
+    # Similar concepts memory offered for this round (best first, clipped).
+    similar: tuple[str, ...] = ()
+    mastery: bool = False
 
     def to_status(self) -> dict[str, object]:
-        return {
+        status: dict[str, object] = {
             "depth": self.depth,
             "question": self.question,
             "answer": self.answer if self.answer is not None else UNANSWERED,
@@ -71,6 +96,11 @@ class BattleRound:
             "focus": self.focus,
             "risk": round(self.risk, 4),
         }
+        if self.similar:
+            status["similar"] = list(self.similar)
+        if self.mastery:
+            status["mastery"] = True
+        return status
 
 
 @dataclass(frozen=True)
@@ -90,6 +120,19 @@ class BattleContext:
 class Turn:
     question: str
     answer: str | None = None
+    # The answerer's judgement that the concept is mastered (the seeds' detectConceptualMastery);
+    # only an answered turn can show mastery. The battle then goes straight to the synthesis.
+    mastery: bool = False
+
+
+class BattleMemory(Protocol):
+    """Where a battle looks up similar concepts and keeps its rounds (I/O lives in the caller)."""
+
+    async def similar(self, text: str) -> tuple[str, ...]:
+        """Contents similar to text at SIMILAR_THRESHOLD or more, most similar first."""
+        ...
+
+    async def remember(self, played: BattleRound) -> None: ...
 
 
 class QuestionGenerator(Protocol):
@@ -127,12 +170,16 @@ class BattleRecord:
     generator: str
     rounds: tuple[BattleRound, ...]
     synthesis: Synthesis
+    turns: int = 0
+    stopped: Stop = Stop.DEPTH
 
     def to_status(self) -> dict[str, object]:
         return {
             "topic": self.topic,
             "depth": self.depth,
             "generator": self.generator,
+            "turns": self.turns,
+            "stopped": self.stopped.value,
             "rounds": [r.to_status() for r in self.rounds],
             "synthesis": self.synthesis.to_status(),
         }
@@ -220,10 +267,19 @@ async def run_battle(
     *,
     services: tuple[str, ...] | list[str] = (),
     similar: tuple[str, ...] | list[str] = (),
+    memory: BattleMemory | None = None,
+    max_turns: int = MAX_TURNS,
 ) -> BattleRecord:
-    """Run `depth` rounds (1..7) and a synthesis; each round sees the rounds before it."""
+    """Go deeper round by round (each sees the rounds before it) until mastery, `depth` (1..7)
+    or `max_turns`, then synthesize.
+
+    An empty answer from a generator that has answered before is asked once more at the same
+    depth (it counts as a turn); a generator that never answers (the templates) is not re-asked.
+    """
     if not 1 <= depth <= MAX_BATTLE_DEPTH:
         raise ValueError(f"battle depth must be within 1..{MAX_BATTLE_DEPTH}, got {depth}")
+    if max_turns < 2:
+        raise ValueError(f"a battle needs at least 2 turns (a question and the synthesis), got {max_turns}")
     context = BattleContext(
         topic=topic,
         repos=tuple(repos),
@@ -231,19 +287,40 @@ async def run_battle(
         risk=risk,
         similar=tuple(similar),
     )
-    for level in range(1, depth + 1):
-        turn = await generator.turn(level, context)
-        focus = ROUND_FOCUS[level]
+    turns, level, retried, stopped = 0, 1, False, Stop.DEPTH
+    while level <= depth:
+        if turns >= max_turns - 1:  # the last turn is the synthesis
+            stopped = Stop.TURNS
+            break
+        previous = next((r.answer for r in reversed(context.rounds) if r.answer), None)
+        found = await memory.similar(previous or topic) if memory is not None else ()
+        kept = tuple(_clip(text, MAX_SIMILAR_CHARS) for text in found[:SIMILAR_KEPT])
+        turn = await generator.turn(level, replace(context, similar=kept + context.similar))
+        turns += 1
         answer = _clip(turn.answer, MAX_ANSWER_CHARS) if turn.answer and turn.answer.strip() else None
+        if answer is None and not retried and any(r.answer for r in context.rounds):
+            retried = True
+            continue
+        retried = False
+        focus = ROUND_FOCUS[level]
         played = BattleRound(
             depth=level,
             question=_clip(turn.question, MAX_QUESTION_CHARS),
             answer=answer,
             focus=focus,
             risk=_round_risk(risk, focus),
+            similar=kept,
+            mastery=turn.mastery and answer is not None,
         )
         context = replace(context, rounds=(*context.rounds, played))
+        if memory is not None:
+            await memory.remember(played)
+        level += 1
+        if played.mastery:
+            stopped = Stop.MASTERY
+            break
     summary = _clip(await generator.synthesize(context), MAX_SYNTHESIS_CHARS)
+    turns += 1
     answered = [r for r in context.rounds if r.answer is not None]
     recommendations = (
         tuple(m.description for m in risk.mitigations) if risk is not None and risk.mitigations else ()
@@ -257,6 +334,8 @@ async def run_battle(
             summary=summary,
             insights=tuple(f"depth {r.depth} ({r.focus}): {r.answer}" for r in answered),
             recommendations=recommendations,
-            confidence=len(answered) / depth,
+            confidence=len(answered) / len(context.rounds) if context.rounds else 0.0,
         ),
+        turns=turns,
+        stopped=stopped,
     )

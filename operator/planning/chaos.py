@@ -29,6 +29,7 @@ from enum import StrEnum
 from typing import Any
 
 from heady_operator.models.arena import ChaosExperiment, ChaosKind, ChaosMode, ChaosSpec
+from heady_operator.models.common import add_seconds, parse_time
 
 # Labels and annotations on everything chaos creates or changes: recovery finds its objects by
 # these and nothing else, so it is exact and can run any number of times.
@@ -90,6 +91,9 @@ class Halt(StrEnum):
     PAUSED = "Paused"
     DELETING = "Deleting"
     NOT_RUNNING = "NotRunning"
+
+
+_HALTS = frozenset(h.value for h in Halt)
 
 
 class JobOutcome(StrEnum):
@@ -276,9 +280,8 @@ def effective_duration(exp: ChaosExperiment, max_duration_seconds: int) -> int:
 
 
 def _ts(value: Any) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(str(value))
+    # Clamped and never raising: a record edited by hand must not stop the session's chaos.
+    return parse_time(value)
 
 
 def iso(ts: datetime) -> str:
@@ -512,6 +515,9 @@ def _plan_experiment(
             if rec is None or rec.message != problem:
                 emit(Do.INVALID, ExperimentRecord(Phase.INVALID, kind=exp.kind, message=problem), problem)
             return out
+        if halt is Halt.NAMESPACE_NOT_ENABLED:
+            emit(Do.SKIP, _skipped(exp, None, _NOT_ENABLED.format(namespace=obs.namespace)))
+            return out
         if obs.started_at is None:
             if obs.finished:
                 emit(Do.SKIP, _skipped(exp, None, "the session finished before chaos could start"))
@@ -543,7 +549,9 @@ def _plan_experiment(
     if rec.phase is Phase.SCHEDULED:
         start = rec.start_at or now
         duration = rec.duration_seconds or effective_duration(exp, limits.max_duration_seconds)
-        if obs.finished:
+        if halt is Halt.NAMESPACE_NOT_ENABLED:
+            emit(Do.SKIP, _skipped(exp, rec, _NOT_ENABLED.format(namespace=obs.namespace)))
+        elif obs.finished:
             emit(Do.SKIP, _skipped(exp, rec, "the session finished before the experiment started"))
         elif now >= start + timedelta(seconds=duration):
             why = f" (chaos held: {halt.value})" if halt else ""
@@ -689,8 +697,20 @@ def judge(
     """The verdict of a recovered experiment, or None while it is still undecided.
 
     Time to recovery runs from the injection until the target is Ready again with the fault
-    removed; Pass when that is within recoveryObjectiveSeconds.
+    removed; Pass when that is within recoveryObjectiveSeconds. An experiment cut short by a
+    halt (kill switch, pause, the namespace's opt-in withdrawn, the session stopping) had its
+    fault removed early: it tested nothing, so it is Skipped, never Pass. Restores that came
+    after the full window (Overdue, a late or failed recover Job) are judged as usual.
     """
+    if rec.interrupted in _HALTS and not rec.dry_run:
+        return replace(
+            rec,
+            phase=Phase.VERDICT,
+            verdict=Verdict.SKIPPED,
+            recovery_seconds=None,
+            message=f"interrupted ({rec.interrupted}) before its window ended; the fault was restored "
+            "early, so nothing was judged",
+        )
     if rec.dry_run:
         return replace(
             rec,
@@ -721,9 +741,52 @@ def judge(
     return None
 
 
+# Unlike a pause or the kill switch, a namespace that did not opt in does not hold experiments:
+# they are skipped at once, so the session settles and needs no finalizer (see `settled`).
+_NOT_ENABLED = (
+    f"namespace {{namespace}} is not labelled {NAMESPACE_LABEL}={NAMESPACE_LABEL_VALUE}; "
+    "label it before creating the session to run chaos experiments there"
+)
+
+
+def settled(
+    experiments: Iterable[str],
+    records: Mapping[str, ExperimentRecord],
+    conditions: Sequence[Mapping[str, Any]],
+) -> bool:
+    """A session whose chaos can do nothing more: its namespace did not opt in, and every
+    experiment has its final record. Such a session needs no daemon and no finalizer, so its
+    namespace can be deleted while no operator runs.
+    """
+    allowed = next((c for c in conditions if c.get("type") == CONDITION_ALLOWED), None)
+    if allowed is None or allowed.get("status") != "False":
+        return False
+    if allowed.get("reason") != Halt.NAMESPACE_NOT_ENABLED.value:
+        return False
+    final = (Phase.VERDICT, Phase.INVALID)
+    if any(rec.phase not in final for rec in records.values()):
+        return False
+    return all(name in records for name in experiments)
+
+
 def _skipped(exp: ChaosExperiment, rec: ExperimentRecord | None, why: str) -> ExperimentRecord:
     base = rec or ExperimentRecord(Phase.SCHEDULED, kind=exp.kind)
     return replace(base, phase=Phase.VERDICT, verdict=Verdict.SKIPPED, message=why)
+
+
+# --- the expiry sweep ------------------------------------------------------------------------
+
+
+def fault_expired(expires_at: object, now: datetime, grace_seconds: float) -> bool:
+    """Whether a fault object (its heady.io/expires-at annotation) outlived its window plus grace.
+
+    The last line of defence, independent of records, sessions and the daemons: a fault whose
+    expiry is missing or unreadable counts as expired, since chaos must always end.
+    """
+    until = parse_time(expires_at)
+    if until is None:
+        return True
+    return add_seconds(until, grace_seconds) <= now
 
 
 # --- conditions ------------------------------------------------------------------------------

@@ -289,7 +289,7 @@ def pod_requests(containers: tuple[ContainerResources, ...]) -> Amount:
 
 
 @dataclass(frozen=True)
-class _Demand:
+class Demand:
     service: Service
     wants: bool
     reason: Reason
@@ -305,7 +305,7 @@ def _strongest(signals: list[Signal]) -> Signal | None:
     return max(signals, key=lambda s: (s.source != PREDICTOR, s.intensity, s.start, s.name))
 
 
-def _demand(service: Service, signals: list[Signal], prev: Memory, now: datetime, policy: Policy) -> _Demand:
+def demand_of(service: Service, signals: list[Signal], prev: Memory, now: datetime, policy: Policy) -> Demand:
     live = [s for s in signals if s.active(now) and s.intensity >= policy.attention_threshold]
     strongest = _strongest(live)
     attention_until = prev.attention_until
@@ -316,11 +316,11 @@ def _demand(service: Service, signals: list[Signal], prev: Memory, now: datetime
     memory = replace(prev, attention_until=attention_until)
 
     if prev.resting_until is not None and now < prev.resting_until:
-        return _Demand(
+        return Demand(
             service,
             False,
             Reason.MAX_PEAK_TIME,
-            f"reached maxPeakSeconds; resting until {prev.resting_until.isoformat()}",
+            _resting_message(service, prev.resting_until),
             strongest,
             memory,
             False,
@@ -328,23 +328,20 @@ def _demand(service: Service, signals: list[Signal], prev: Memory, now: datetime
     if incumbent and prev.escalated_since is not None:
         at_peak_for = (now - prev.escalated_since).total_seconds()
         if at_peak_for >= service.max_peak_seconds:
-            rest = replace(
-                memory,
-                escalated_since=None,
-                resting_until=now + timedelta(seconds=max(service.cooldown_seconds, 1)),
-            )
-            return _Demand(
+            resting_until = now + timedelta(seconds=max(service.cooldown_seconds, 1))
+            rest = replace(memory, escalated_since=None, resting_until=resting_until)
+            return Demand(
                 service,
                 False,
                 Reason.MAX_PEAK_TIME,
-                f"at peak for {at_peak_for:.0f}s >= maxPeakSeconds {service.max_peak_seconds}",
+                _resting_message(service, resting_until),
                 strongest,
                 rest,
                 False,
             )
     memory = replace(memory, resting_until=None)
     if strongest is not None:
-        return _Demand(
+        return Demand(
             service,
             True,
             Reason.ATTENTION,
@@ -358,18 +355,17 @@ def _demand(service: Service, signals: list[Signal], prev: Memory, now: datetime
         and attention_until is not None
         and now < attention_until + timedelta(seconds=service.cooldown_seconds)
     ):
-        return _Demand(
+        return Demand(
             service,
             True,
             Reason.COOLDOWN,
-            f"attention ended {(now - attention_until).total_seconds():.0f}s ago; "
-            f"cooldown {service.cooldown_seconds}s",
+            f"attention ended at {attention_until.isoformat()}; cooldown {service.cooldown_seconds}s",
             None,
             memory,
             incumbent,
         )
     if service.utilization is not None and service.utilization >= policy.utilization_threshold:
-        return _Demand(
+        return Demand(
             service,
             True,
             Reason.UTILIZATION,
@@ -378,17 +374,23 @@ def _demand(service: Service, signals: list[Signal], prev: Memory, now: datetime
             memory,
             incumbent,
         )
-    return _Demand(service, False, Reason.IDLE, "no attention", None, memory, incumbent)
+    return Demand(service, False, Reason.IDLE, "no attention", None, memory, incumbent)
 
 
-def _attention_rank(d: _Demand) -> int:
+def _resting_message(service: Service, until: datetime) -> str:
+    # Messages never depend on `now`: the same state gives the same decision whenever it is planned,
+    # which lets the incremental planner skip services nothing happened to.
+    return f"reached maxPeakSeconds {service.max_peak_seconds}; resting until {until.isoformat()}"
+
+
+def _attention_rank(d: Demand) -> int:
     """Real attention, then predicted attention, then cooldown: a guess never takes a slot from a user."""
     if d.reason is Reason.ATTENTION:
         return 1 if d.signal is not None and d.signal.source == PREDICTOR else 0
     return 2
 
 
-def _rank(d: _Demand) -> tuple[int, int, int, int, float, str, str]:
+def rank_of(d: Demand) -> tuple[int, int, int, int, float, str, str]:
     return (
         1 if d.reason is Reason.UTILIZATION else 0,
         -d.service.priority,
@@ -409,6 +411,8 @@ def plan_levels(world: World, now: datetime, policy: Policy = Policy()) -> Plan:
     for pod in world.pods:
         if pod.service in pods_by_service:
             pods_by_service[pod.service].append(pod)
+    for pods in pods_by_service.values():
+        pods.sort(key=lambda p: p.key)  # room on a contended node goes by pod name within a service
     signals_by_service: dict[ServiceKey, list[Signal]] = {k: [] for k in services}
     for sig in world.signals:
         for key in sig.services:
@@ -416,7 +420,7 @@ def plan_levels(world: World, now: datetime, policy: Policy = Policy()) -> Plan:
                 signals_by_service[key].append(sig)
 
     demands = {
-        key: _demand(svc, signals_by_service[key], world.memory.get(key, Memory()), now, policy)
+        key: demand_of(svc, signals_by_service[key], world.memory.get(key, Memory()), now, policy)
         for key, svc in services.items()
     }
 
@@ -441,7 +445,7 @@ def plan_levels(world: World, now: datetime, policy: Policy = Policy()) -> Plan:
     granted: list[ServiceKey] = []
     high_granted: list[ServiceKey] = []
     service_out: dict[ServiceKey, ServiceDecision] = {}
-    for d in sorted((d for d in demands.values() if d.wants), key=_rank):
+    for d in sorted((d for d in demands.values() if d.wants), key=rank_of):
         key = d.service.key
         if d.service.priority >= policy.high_priority and len(high_granted) >= policy.max_high_escalations:
             names = ", ".join(f"{k[1]}" for k in high_granted)

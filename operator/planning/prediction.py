@@ -5,8 +5,12 @@ attention lands on A and one successor holds at least `threshold` of A's observe
 (with at least `min_observations` of them), B is pre-escalated with a short TTL. If the user's
 attention then reaches B before that TTL ends, the prediction was a hit; otherwise a miss.
 
+Only attention with a user (or session) id is learned from: a move is a move of one user, and
+signals without a user would join unrelated people's clicks into one "anonymous" path that
+predicts nothing (docs/attention-ingest.md promises they do not train the model).
+
 Pure (no I/O, `now` passed in); the model serialises to JSON for a ConfigMap so it survives
-restarts.
+restarts. Reading it back never raises: entries that are not what `to_json` writes are dropped.
 """
 
 from __future__ import annotations
@@ -17,6 +21,14 @@ from datetime import datetime
 from typing import Any
 
 ServiceKey = tuple[str, str]
+# The version `to_json` writes. Models without it were written by operators that also learned
+# from signals without a user; their transition counts cannot be told apart and are dropped.
+FORMAT_VERSION = 2
+
+
+def known_user(user: str | None) -> bool:
+    """Whether attention of this user may train the model (a non-blank user/session id)."""
+    return bool(user and user.strip())
 
 
 def _k(key: ServiceKey) -> str:
@@ -39,8 +51,13 @@ class TransitionModel:
     dirty: bool = False
     max_count: int = 10_000
 
-    def observe(self, user: str, service: ServiceKey, now: datetime) -> str | None:
-        """Record attention landing on `service`; returns "hit" when it had been predicted."""
+    def observe(self, user: str | None, service: ServiceKey, now: datetime) -> str | None:
+        """Record attention landing on `service`; returns "hit" when it had been predicted.
+
+        Attention without a user is ignored (None): it trains nothing and scores nothing.
+        """
+        if user is None or not known_user(user):
+            return None
         key = _k(service)
         outcome: str | None = None
         until = self.expected.pop((user, key), None)
@@ -74,7 +91,10 @@ class TransitionModel:
         self.last_predicted[_k(service)] = target
         return _unk(target), probability
 
-    def expect(self, user: str, target: ServiceKey, until: datetime) -> None:
+    def expect(self, user: str | None, target: ServiceKey, until: datetime) -> None:
+        # Without a user the prediction can never be confirmed: it would only count as a miss.
+        if user is None or not known_user(user):
+            return
         self.expected[(user, _k(target))] = until
 
     def expire(self, now: datetime) -> list[str]:
@@ -103,6 +123,7 @@ class TransitionModel:
     def to_json(self) -> str:
         return json.dumps(
             {
+                "version": FORMAT_VERSION,
                 "counts": self.counts,
                 "hits": self.hits,
                 "misses": self.misses,
@@ -113,10 +134,50 @@ class TransitionModel:
 
     @classmethod
     def from_json(cls, text: str) -> TransitionModel:
-        data = json.loads(text) if text else {}
-        return cls(
-            counts={k: {kk: int(vv) for kk, vv in v.items()} for k, v in (data.get("counts") or {}).items()},
-            hits={k: int(v) for k, v in (data.get("hits") or {}).items()},
-            misses={k: int(v) for k, v in (data.get("misses") or {}).items()},
-            last_predicted=dict(data.get("lastPredicted") or {}),
+        """The model `to_json` wrote; never raises. Unreadable parts are dropped, not trusted.
+
+        A model written before FORMAT_VERSION 2 may hold transitions of anonymous attention
+        mixed into its counts: they are dropped (prediction relearns them within minutes), and
+        the model is marked dirty so the cleaned one is saved (as when anything else was dropped).
+        """
+        try:
+            data = json.loads(text) if text else {}
+        except (ValueError, RecursionError):
+            return cls(dirty=True)
+        if not isinstance(data, dict):
+            return cls(dirty=True)
+        current = data.get("version") == FORMAT_VERSION
+        model = cls(
+            counts={
+                src: row
+                for src, raw in _mapping(data.get("counts")).items()
+                if _is_key(src) and (row := {dst: n for dst, n in _counts(raw).items() if _is_key(dst)})
+            }
+            if current
+            else {},
+            hits={k: n for k, n in _counts(data.get("hits")).items() if _is_key(k)},
+            misses={k: n for k, n in _counts(data.get("misses")).items() if _is_key(k)},
+            last_predicted={
+                k: v
+                for k, v in _mapping(data.get("lastPredicted")).items()
+                if _is_key(k) and isinstance(v, str) and _is_key(v)
+            },
         )
+        # Saved again when anything was dropped, so the ConfigMap holds only what is trusted.
+        model.dirty = json.loads(model.to_json()) != data
+        return model
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return {k: v for k, v in value.items() if isinstance(k, str)} if isinstance(value, dict) else {}
+
+
+def _counts(value: Any) -> dict[str, int]:
+    """Non-negative integer counts; anything else (floats, strings, huge numbers) is dropped."""
+    return {k: v for k, v in _mapping(value).items() if type(v) is int and 0 <= v <= 2**53}
+
+
+def _is_key(text: str) -> bool:
+    """A `namespace/name` service key as `_k` writes it."""
+    ns, sep, name = text.partition("/")
+    return bool(sep and ns and name)

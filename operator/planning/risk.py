@@ -52,6 +52,9 @@ OVERALL_WEIGHTS: dict[str, float] = {
     "strategic": 0.25,
 }
 
+# The seeds' assessStrategicRisk: similar past operations at similarity 0.8 or more.
+PRECEDENT_THRESHOLD = 0.8
+
 TECHNICAL_THRESHOLD = 0.7
 OPERATIONAL_THRESHOLD = 0.6
 STRATEGIC_THRESHOLD = 0.8

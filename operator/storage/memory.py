@@ -22,12 +22,76 @@ from heady_operator.storage.schema import check_dimensions, migrate
 
 log = logging.getLogger(__name__)
 
-# pgvector 0.8 can keep scanning an HNSW index until enough rows pass the WHERE clause;
-# without it a per-session search returns only the session's rows among the first
-# ef_search neighbours overall, often none. Sent as a connection startup parameter, not a SET,
-# because the pool's RESET ALL on release would undo a SET. Older pgvector ignores it
-# (at most a warning in the server log).
-_SEARCH_SETTINGS = {"hnsw.iterative_scan": "relaxed_order"}
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How ArenaMemory searches; the defaults come from benchmarks/pgvector_search.py.
+
+    A session with at most `exact_rows` rows is searched exactly: its rows are found through
+    the session index and every distance is computed (1-4 us a row with the vectors stored
+    inline). A larger session, and the search for precedents across sessions, goes through
+    the HNSW index with pgvector's iterative scan, which keeps walking the graph until `limit`
+    rows pass the session filter or `max_scan_tuples` index tuples were visited. A walk that comes
+    back short is redone exactly, so a result is never silently missing rows.
+    """
+
+    exact_rows: int = 10_000
+    # HNSW candidate list per step (pgvector default 40): recall against latency. At 100k rows
+    # of clustered embeddings 100 left some precedent searches with recall 0 (a cluster the walk
+    # never reached); 200 found at least 9 of the 10 for every near query, for twice the CPU.
+    ef_search: int = 200
+    # pgvector default 20,000; bounds the work of a filtered walk before the exact fallback.
+    max_scan_tuples: int = 20_000
+
+    def __post_init__(self) -> None:
+        if self.exact_rows < 0:
+            raise ValueError(f"exact_rows must not be negative, got {self.exact_rows}")
+        if not 1 <= self.ef_search <= 1000:
+            raise ValueError(f"ef_search must be within 1..1000 (pgvector's range), got {self.ef_search}")
+        if self.max_scan_tuples < 1:
+            raise ValueError(f"max_scan_tuples must be positive, got {self.max_scan_tuples}")
+
+    def index_scan(self) -> str:
+        """Settings of one HNSW search, applied with SET LOCAL in its own transaction.
+
+        enable_sort off pins the plan to the index: it is the only way to read rows in distance
+        order without sorting them, so no cost estimate can turn it into an exact scan of the
+        session. Custom plans because the exact and the index search share one statement text,
+        so one prepared statement: after five executions Postgres would otherwise reuse a generic
+        plan made under whichever settings were in force then.
+        """
+        return _set_local(
+            enable_seqscan="on",
+            enable_indexscan="on",
+            enable_sort="off",
+            **{
+                "hnsw.ef_search": str(self.ef_search),
+                "hnsw.iterative_scan": "relaxed_order",
+                "hnsw.max_scan_tuples": str(self.max_scan_tuples),
+            },
+        )
+
+
+def _set_local(**settings: str) -> str:
+    # Every statement sets all the planner switches, since several run in one transaction.
+    settings["plan_cache_mode"] = "force_custom_plan"
+    return "; ".join(f"SET LOCAL {name} = '{value}'" for name, value in settings.items())
+
+
+# The exact scan of one session: its rows through the identity index (session is its leading
+# column) as a bitmap scan, then a top-k sort; index scans off so HNSW cannot take over. The
+# count that decides between exact and index search runs under it too (an index-only scan).
+_EXACT_SESSION_SCAN = _set_local(enable_seqscan="off", enable_indexscan="off", enable_sort="on")
+# The exact search across sessions, only as the fallback of a short HNSW walk: a full scan.
+_EXACT_TABLE_SCAN = _set_local(enable_seqscan="on", enable_indexscan="off", enable_sort="on")
+# A session known to be larger than exact_rows stays so (rows are never deleted one by one);
+# the set is bounded only to keep a long-running process small.
+_MAX_LARGE_SESSIONS = 100_000
+
+
+class Strategy(StrEnum):
+    EXACT = "exact"
+    INDEX = "index"
 
 
 class StoreOutcome(StrEnum):
@@ -91,32 +155,26 @@ ON CONFLICT ON CONSTRAINT arena_embeddings_identity DO UPDATE
 RETURNING (xmax = 0) AS inserted
 """
 
-# The inner query is the plain "ORDER BY distance LIMIT k" shape that an HNSW index serves;
-# the threshold is applied outside so it cannot turn the index scan into a filtered sort.
-# The outer ORDER BY restores exact order after a relaxed-order iterative scan.
+# Rows come back with their distance; the threshold and the final order (distance, then id)
+# are applied in Python, so the statements keep the plain "ORDER BY distance LIMIT k" shape an
+# HNSW index serves, and a short result (the walk gave up) is told apart from a high threshold.
 _COLUMNS = "id, session, repo_name, entity_type, entity_id, content, battle_depth, risk_score, created_at"
 SIMILAR_IN_SESSION = f"""
-SELECT {_COLUMNS}, 1 - distance AS similarity FROM (
-    SELECT {_COLUMNS}, embedding <=> $2 AS distance
-    FROM arena_embeddings
-    WHERE session = $1
-    ORDER BY embedding <=> $2
-    LIMIT $4
-) nearest
-WHERE 1 - distance >= $3
-ORDER BY distance, id
+SELECT {_COLUMNS}, embedding <=> $2 AS distance
+FROM arena_embeddings
+WHERE session = $1
+ORDER BY distance
+LIMIT $3
 """
 SIMILAR_ELSEWHERE = f"""
-SELECT {_COLUMNS}, 1 - distance AS similarity FROM (
-    SELECT {_COLUMNS}, embedding <=> $2 AS distance
-    FROM arena_embeddings
-    WHERE session <> $1
-    ORDER BY embedding <=> $2
-    LIMIT $4
-) nearest
-WHERE 1 - distance >= $3
-ORDER BY distance, id
+SELECT {_COLUMNS}, embedding <=> $2 AS distance
+FROM arena_embeddings
+WHERE session <> $1
+ORDER BY distance
+LIMIT $3
 """
+# Counts at most $2 rows, from the identity index alone.
+_SESSION_ROWS_UP_TO = "SELECT count(*) FROM (SELECT 1 FROM arena_embeddings WHERE session = $1 LIMIT $2) s"
 
 _UPDATE_RISK = """
 UPDATE arena_embeddings SET risk_score = $4
@@ -127,9 +185,14 @@ WHERE session = $1 AND entity_type = $2 AND entity_id = $3 AND risk_score IS DIS
 class ArenaMemory:
     """Embeddings of arena sessions, over an asyncpg pool. Build with `connect`."""
 
-    def __init__(self, pool: asyncpg.Pool, dimensions: int) -> None:
+    def __init__(self, pool: asyncpg.Pool, dimensions: int, search: SearchSettings | None = None) -> None:
         self._pool = pool
         self.dimensions = dimensions
+        self.search = search or SearchSettings()
+        self._large_sessions: set[str] = set()
+        # Searches by how they ran; `exact_fallbacks` counts HNSW walks redone exactly.
+        self.searches: dict[Strategy, int] = dict.fromkeys(Strategy, 0)
+        self.exact_fallbacks = 0
 
     @classmethod
     async def connect(
@@ -139,15 +202,15 @@ class ArenaMemory:
         *,
         min_size: int = 1,
         max_size: int = 4,
-        ef_search: int | None = None,
+        search: SearchSettings | None = None,
         connect_timeout: float = 5.0,
         command_timeout: float = 30.0,
         server_settings: dict[str, str] | None = None,
     ) -> ArenaMemory:
         """Open a pool. Call `migrate()` before the first write on a fresh database.
 
-        ef_search trades search speed for recall (pgvector's default is 40); server_settings
-        are passed to every connection (e.g. application_name, statement_timeout).
+        search sets how searches trade speed for recall; server_settings are passed to every
+        connection (e.g. application_name, statement_timeout).
         """
         check_dimensions(dimensions)
 
@@ -157,10 +220,6 @@ class ArenaMemory:
             if await conn.fetchval("SELECT 1 FROM pg_extension WHERE extname = 'vector'"):
                 await register_vector(conn)
 
-        settings = {"application_name": "heady-operator", **_SEARCH_SETTINGS}
-        if ef_search is not None:
-            settings["hnsw.ef_search"] = str(int(ef_search))
-        settings |= server_settings or {}
         pool = await asyncpg.create_pool(
             dsn,
             min_size=min_size,
@@ -168,9 +227,9 @@ class ArenaMemory:
             init=setup,
             timeout=connect_timeout,
             command_timeout=command_timeout,
-            server_settings=settings,
+            server_settings={"application_name": "heady-operator", **(server_settings or {})},
         )
-        return cls(pool, dimensions)
+        return cls(pool, dimensions, search)
 
     async def migrate(self) -> list[str]:
         async with self._pool.acquire() as conn:
@@ -225,7 +284,7 @@ class ArenaMemory:
         limit: int = 10,
     ) -> list[SimilarEntry]:
         """The session's entries most similar to the query, most similar first."""
-        return await self._search(SIMILAR_IN_SESSION, session, query_vector, threshold, limit)
+        return await self._search(session, query_vector, threshold, limit, precedents=False)
 
     async def find_precedents(
         self,
@@ -235,14 +294,71 @@ class ArenaMemory:
         limit: int = 10,
     ) -> list[SimilarEntry]:
         """Entries of *other* sessions most similar to the query (the precedent for HeadyRisk)."""
-        return await self._search(SIMILAR_ELSEWHERE, exclude_session, query_vector, threshold, limit)
+        return await self._search(exclude_session, query_vector, threshold, limit, precedents=True)
+
+    async def explain(
+        self, session: str, query_vector: Sequence[float], *, precedents: bool = False, limit: int = 10
+    ) -> str:
+        """The plan the search for these arguments runs first (EXPLAIN, not executed)."""
+        vector = self._check(query_vector)
+        async with self._pool.acquire() as conn, conn.transaction(readonly=True):
+            strategy = await self._strategy(conn, session, precedents)
+            sql, settings = self._statement(strategy, precedents)
+            await conn.execute(settings)
+            rows = await conn.fetch("EXPLAIN " + sql, session, vector, limit)
+        return "\n".join(row[0] for row in rows)
+
+    async def _strategy(self, conn: asyncpg.Connection, session: str, precedents: bool) -> Strategy:
+        if precedents or session in self._large_sessions:
+            return Strategy.INDEX
+        limit = self.search.exact_rows
+        await conn.execute(_EXACT_SESSION_SCAN)
+        if await conn.fetchval(_SESSION_ROWS_UP_TO, session, limit + 1) <= limit:
+            return Strategy.EXACT
+        if len(self._large_sessions) >= _MAX_LARGE_SESSIONS:
+            self._large_sessions.clear()
+        self._large_sessions.add(session)
+        return Strategy.INDEX
+
+    def _statement(self, strategy: Strategy, precedents: bool) -> tuple[str, str]:
+        sql = SIMILAR_ELSEWHERE if precedents else SIMILAR_IN_SESSION
+        if strategy is Strategy.INDEX:
+            return sql, self.search.index_scan()
+        return sql, _EXACT_TABLE_SCAN if precedents else _EXACT_SESSION_SCAN
+
+    async def _fetch(
+        self,
+        conn: asyncpg.Connection,
+        strategy: Strategy,
+        precedents: bool,
+        args: tuple[Any, ...],
+        in_force: str | None = None,
+    ) -> list[asyncpg.Record]:
+        sql, settings = self._statement(strategy, precedents)
+        if settings != in_force:  # saves a round trip after the count, which set the same
+            await conn.execute(settings)
+        rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+        return rows
 
     async def _search(
-        self, sql: str, session: str, query_vector: Sequence[float], threshold: float, limit: int
+        self, session: str, query_vector: Sequence[float], threshold: float, limit: int, *, precedents: bool
     ) -> list[SimilarEntry]:
         if limit < 1:
             raise ValueError(f"limit must be positive, got {limit}")
-        rows = await self._pool.fetch(sql, session, self._check(query_vector), threshold, limit)
+        args = (session, self._check(query_vector), limit)
+        # One read-only transaction per search: its SET LOCAL settings end with it.
+        async with self._pool.acquire() as conn, conn.transaction(readonly=True):
+            counted = not precedents and session not in self._large_sessions
+            strategy = await self._strategy(conn, session, precedents)
+            in_force = _EXACT_SESSION_SCAN if counted else None
+            rows = await self._fetch(conn, strategy, precedents, args, in_force)
+            if strategy is Strategy.INDEX and len(rows) < limit:
+                # The walk reached max_scan_tuples (or the rows are fewer than limit): exact it is.
+                self.exact_fallbacks += 1
+                rows = await self._fetch(conn, Strategy.EXACT, precedents, args)
+        self.searches[strategy] += 1
+        # A relaxed-order walk may return neighbours slightly out of order.
+        rows.sort(key=lambda row: (row["distance"], row["id"]))
         return [
             SimilarEntry(
                 id=row["id"],
@@ -253,10 +369,11 @@ class ArenaMemory:
                 content=row["content"],
                 battle_depth=row["battle_depth"],
                 risk_score=row["risk_score"],
-                similarity=float(row["similarity"]),
+                similarity=1.0 - float(row["distance"]),
                 created_at=row["created_at"],
             )
             for row in rows
+            if 1.0 - float(row["distance"]) >= threshold
         ]
 
     async def update_risk_score(

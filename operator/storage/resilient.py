@@ -21,7 +21,13 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from heady_operator.storage.memory import ArenaMemory, MemoryRecord, SimilarEntry, StoreOutcome
+from heady_operator.storage.memory import (
+    ArenaMemory,
+    MemoryRecord,
+    SearchSettings,
+    SimilarEntry,
+    StoreOutcome,
+)
 
 log = logging.getLogger(__name__)
 
@@ -144,11 +150,15 @@ class ResilientMemory:
         max_pending: int = 10_000,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
+        search: SearchSettings | None = None,
     ) -> ResilientMemory:
-        """Memory that connects to `dsn` and applies the migrations when it connects."""
+        """Memory that connects to `dsn` and applies the migrations when it connects.
+
+        search (exact-scan size, ef_search, max_scan_tuples) applies to every search.
+        """
 
         async def connect() -> ArenaMemory:
-            memory = await ArenaMemory.connect(dsn, dimensions)
+            memory = await ArenaMemory.connect(dsn, dimensions, search=search)
             try:
                 await memory.migrate()
             except BaseException:

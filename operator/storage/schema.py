@@ -16,6 +16,10 @@ import asyncpg
 
 # pgvector indexes (HNSW and IVFFlat) take vectors of at most 2000 dimensions.
 MAX_INDEXED_DIMENSIONS = 2000
+# Iterative index scans (hnsw.iterative_scan, hnsw.max_scan_tuples) came with pgvector 0.8.0;
+# without them a session-filtered HNSW search returns only the session's rows among the first
+# ef_search neighbours of the whole table, often none.
+MIN_PGVECTOR = (0, 8, 0)
 # Serialises concurrent runners (two operator replicas starting together); any fixed number.
 _ADVISORY_LOCK_ID = int.from_bytes(b"headymig", "big")
 _FILE_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
@@ -66,6 +70,26 @@ def check_dimensions(dimensions: int) -> None:
         )
 
 
+def check_pgvector_version(installed: str, available: str | None = None) -> None:
+    """Refuse a pgvector older than MIN_PGVECTOR, saying how to get a newer one."""
+    match = re.match(r"^(\d+)\.(\d+)(?:\.(\d+))?", installed.strip())
+    version = tuple(int(part or 0) for part in match.groups()) if match else None
+    if version is not None and version >= MIN_PGVECTOR:
+        return
+    needed = ".".join(map(str, MIN_PGVECTOR))
+    if available and available != installed:
+        how = (
+            f"this server has pgvector {available} installed as a package: run "
+            "`ALTER EXTENSION vector UPDATE` in the database as its owner or a superuser"
+        )
+    else:
+        how = "install pgvector >= 0.8.0 on the server (e.g. the image pgvector/pgvector:0.8.0-pg16 or newer)"
+    raise SchemaError(
+        f"arena memory needs pgvector >= {needed} for filtered HNSW search (iterative index scans), "
+        f"but the database has pgvector {installed!r}; {how}"
+    )
+
+
 async def migrate(
     conn: asyncpg.Connection, dimensions: int, migrations: list[Migration] | None = None
 ) -> list[str]:
@@ -95,6 +119,13 @@ async def migrate(
                 migration.checksum,
             )
             applied_now.append(migration.version)
+        installed = await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        if installed is not None:
+            available = await conn.fetchval(
+                "SELECT default_version FROM pg_available_extensions WHERE name = 'vector'"
+            )
+            # Raised inside the transaction: nothing of this run's migrations stays behind.
+            check_pgvector_version(installed, available)
         actual = await embedding_dimensions(conn)
         if actual is not None and actual != dimensions:
             raise SchemaError(

@@ -108,7 +108,9 @@ def test_operator_works_with_only_the_charts_rbac(
             cluster.apply(
                 deployment("app", ns, 2, {"cpu": "1", "memory": "1Gi"}, {"cpu": "2", "memory": "2Gi"})
             )
-            cluster.apply(headyservice("app", ns, hostname=f"app-{ns}.example.com"))
+            cluster.apply(
+                headyservice("app", ns, peak={"cpu": "2", "memory": "2Gi"}, hostname=f"app-{ns}.example.com")
+            )
             cluster.apply(attention("look", ns, "app", ttlSeconds=120))
             peak = {"cpu": "1999m", "memory": "2Gi"}
             wait_for(

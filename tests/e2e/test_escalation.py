@@ -42,7 +42,7 @@ def _service(cluster: Cluster, ns: str, name: str) -> dict[str, Any]:
 
 def _setup(cluster: Cluster, ns: str, name: str, replicas: int = 2, **spec: Any) -> None:
     cluster.apply(deployment(name, ns, replicas, START, LIMITS))
-    cluster.apply(headyservice(name, ns, **spec))
+    cluster.apply(headyservice(name, ns, peak=LIMITS, **spec))
 
 
 def test_settles_at_baseline_then_attention_brings_peak_and_expiry_relaxes(
@@ -107,7 +107,7 @@ def test_third_high_priority_escalation_waits_with_a_reason(
     assert any(e.reason == "EscalationWaiting" for e in cluster.events(ns, "c"))
     # When one of the two lets go, the waiting one gets its turn.
     cluster.custom.delete_namespaced_custom_object("heady.io", "v1alpha1", ns, "attentionsignals", "sa")
-    _ = cluster.apply(headyservice("a", ns, priority="high", cooldownSeconds=0))
+    _ = cluster.apply(headyservice("a", ns, peak=LIMITS, priority="high", cooldownSeconds=0))
     wait_for(lambda: _all_at(cluster, ns, "c", PEAK, 1), "c escalated once a slot is free", timeout=15)
 
 
@@ -124,7 +124,7 @@ def test_kubelet_infeasible_is_reported_and_falls_back_to_baseline(
         cluster.apply(
             headyservice("big", ns, containers=[{"name": "app", "peak": {"cpu": "11"}}], baselineRatio=0.5)
         )
-        base = {"cpu": "5500m", "memory": "1Gi"}
+        base = {"cpu": "5500m", "memory": "512Mi"}  # memory: half of the requests (no explicit peak)
         wait_for(lambda: _levels(cluster, ns, "big") == [base], "baseline 5.5 CPU")
         cluster.apply(attention("go", ns, "big", ttlSeconds=120))
         svc = wait_for(
@@ -152,7 +152,7 @@ def test_peak_that_does_not_fit_the_node_is_held_at_baseline(
     cluster.apply(
         headyservice("huge", ns, containers=[{"name": "app", "peak": {"cpu": "7"}}], baselineRatio=0.5)
     )
-    wait_for(lambda: _levels(cluster, ns, "huge") == [{"cpu": "3500m", "memory": "1Gi"}], "baseline")
+    wait_for(lambda: _levels(cluster, ns, "huge") == [{"cpu": "3500m", "memory": "512Mi"}], "baseline")
     # Fill the same node so the 3.5 CPU step up cannot fit.
     node = cluster.pods(ns, "app=huge")[0].spec.node_name
     cluster.apply(deployment("filler", ns, 1, {"cpu": "2"}, None, node=node))
@@ -261,3 +261,21 @@ def test_guaranteed_pods_move_requests_and_limits_together(
     cluster.apply(attention("go", ns, "g", ttlSeconds=60))
     wait_for(lambda: resources() == (both, both), "Guaranteed pod at peak")
     assert cluster.pods(ns, "app=g")[0].status.qos_class == "Guaranteed"
+
+
+def test_without_an_explicit_peak_baseline_never_exceeds_what_the_owner_asked(
+    cluster: Cluster, operator: OperatorProcess, ns: str
+) -> None:
+    """Default peak is the template's requests: 100m/100Mi requests (200m/200Mi limits) run at
+    90m/90Mi and go back to exactly 100m/100Mi at peak, never to the limits."""
+    cluster.apply(
+        deployment("own", ns, 1, {"cpu": "100m", "memory": "100Mi"}, {"cpu": "200m", "memory": "200Mi"})
+    )
+    cluster.apply(headyservice("own", ns))
+    wait_for(
+        lambda: _levels(cluster, ns, "own") == [{"cpu": "90m", "memory": "90Mi"}], "baseline below requests"
+    )
+    cluster.apply(attention("go", ns, "own", ttlSeconds=60))
+    wait_for(
+        lambda: _levels(cluster, ns, "own") == [{"cpu": "100m", "memory": "100Mi"}], "peak = the requests"
+    )

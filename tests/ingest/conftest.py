@@ -1,8 +1,8 @@
-"""A real redis-server per test and the real escalation controller (without a cluster) as the sink.
+"""A real redis-server per test and the operator's real cluster state (without a cluster) as the sink.
 
-The controller runs with kube=None: everything it does with attention (keying signals by name,
-counting them, learning transitions) happens as in the operator; only the resize calls are
-missing. A thin subclass records what reached on_signal, in order.
+Everything the state does with attention (keying signals by name, counting them, learning
+transitions, planning) happens as in the operator; only the loop that resizes is not running.
+A thin subclass records what reached add_ingested, in order.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import asyncio
 import inspect
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,22 +20,29 @@ import pytest
 import redis.asyncio as aredis
 
 from heady_operator.config import Settings
-from heady_operator.escalation import EscalationController
 from heady_operator.metrics import REGISTRY
+from heady_operator.models.attention import AttentionSignalSpec
+from heady_operator.models.common import utcnow
+from heady_operator.planning.incremental import IncrementalPlanner
+from heady_operator.state.cluster import ClusterState
 from tests.harness import RedisServer
 
 
-class RecordingController(EscalationController):
+class RecordingController(ClusterState):
     def __init__(self, settings: Settings) -> None:
-        super().__init__(settings, kube=None)
+        super().__init__(settings, IncrementalPlanner(), utcnow)
         self.calls: list[tuple[str, str, str]] = []  # (event, name, path)
         self.on_call: Callable[[int], None] | None = None
 
-    def on_signal(self, event: str, body: Mapping[str, Any], path: str = "object") -> None:
-        super().on_signal(event, body, path)
-        self.calls.append((event, body["metadata"]["name"], path))
-        if self.on_call is not None:
-            self.on_call(len(self.calls))
+    def add_ingested(
+        self, spec: AttentionSignalSpec, namespace: str, name: str, created: datetime, path: str
+    ) -> str:
+        outcome = super().add_ingested(spec, namespace, name, created, path)
+        if outcome in ("applied", "replayed"):
+            self.calls.append(("ADDED", name, path))
+            if self.on_call is not None:
+                self.on_call(len(self.calls))
+        return outcome
 
     def added(self) -> list[str]:
         return [name for event, name, _ in self.calls if event == "ADDED"]

@@ -20,6 +20,13 @@ from tests.harness import RedisServer, _free_port
 from tests.ingest.conftest import RecordingController, ingest_settings, sample, until
 
 Client = TestClient[Any, Any]
+
+
+class _Healthy:
+    def problems(self) -> list[str]:
+        return []
+
+
 Serve = Callable[..., Awaitable[tuple[Client, RecordingController, ingest.Ingest]]]
 
 
@@ -36,7 +43,7 @@ async def serve() -> AsyncIterator[Serve]:
         task = None
         if consume and bundle.consumer is not None:
             task = asyncio.create_task(bundle.consumer.run())
-        client: Client = TestClient(TestServer(build_app(controller, bundle.intake)))
+        client: Client = TestClient(TestServer(build_app(_Healthy(), bundle.intake)))
         await client.start_server()
         opened.append((client, bundle, task))
         return client, controller, bundle
@@ -52,7 +59,9 @@ async def serve() -> AsyncIterator[Serve]:
 
 
 async def post(client: Client, body: Any, token: str | None = None) -> tuple[int, dict[str, Any], Any]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     data = body if isinstance(body, str) else json.dumps(body)
     resp = await client.post("/v1/attention", data=data, headers=headers)
     return resp.status, dict(resp.headers), await resp.json()

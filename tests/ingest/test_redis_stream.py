@@ -234,9 +234,9 @@ async def test_expired_events_are_not_applied_and_live_ones_are_retracted_after_
     running.append(Running(settings, controller))
     await until(lambda: f"redis-{brief}" in controller.added(), "the live event applied")
     assert f"redis-{stale}" not in controller.added()
-    # Retracted a second after it ended: DELETED, like a watch reports a deleted object.
-    await until(lambda: ("DELETED", f"redis-{brief}", "object") in controller.calls, "retraction", 5)
-    assert ("default", f"redis-{brief}") not in controller.signals
+    # Forgotten a second after it ended (nothing is kept for ended ingested attention).
+    await until(lambda: ("default", f"redis-{brief}") not in controller.signals, "retraction", 5)
+    assert controller.ingested_live == 0
     await until(lambda: _no_pending(client, settings), "every entry acknowledged")
 
 

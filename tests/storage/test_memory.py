@@ -12,9 +12,16 @@ import asyncpg
 import pytest
 from pgvector.asyncpg import register_vector
 
-from heady_operator.storage.memory import SIMILAR_IN_SESSION, ArenaMemory, MemoryRecord, StoreOutcome
+from heady_operator.storage.memory import (
+    SIMILAR_IN_SESSION,
+    ArenaMemory,
+    MemoryRecord,
+    SearchSettings,
+    StoreOutcome,
+    Strategy,
+)
 from heady_operator.storage.resilient import PendingWrites, ResilientMemory, RiskWrite, StoreWrite
-from heady_operator.storage.schema import Migration, SchemaError, load_migrations
+from heady_operator.storage.schema import Migration, SchemaError, check_pgvector_version, load_migrations
 
 DIMS = 8
 
@@ -79,13 +86,13 @@ async def test_the_vector_extension_works(dsn: str) -> None:
 async def test_migrations_apply_once(dsn: str) -> None:
     mem = await ArenaMemory.connect(dsn, DIMS)
     try:
-        assert await mem.migrate() == ["001"]
+        assert await mem.migrate() == ["001", "002"]
         assert await mem.migrate() == []
     finally:
         await mem.close()
     conn = await asyncpg.connect(dsn)
     try:
-        assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 1
+        assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 2
         column = await conn.fetchval(
             "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
             "WHERE attrelid = 'arena_embeddings'::regclass AND attname = 'embedding'"
@@ -94,7 +101,7 @@ async def test_migrations_apply_once(dsn: str) -> None:
         index = await conn.fetchval(
             "SELECT indexdef FROM pg_indexes WHERE indexname = 'arena_embeddings_embedding_hnsw'"
         )
-        assert "USING hnsw (embedding vector_cosine_ops)" in index
+        assert "USING hnsw (embedding vector_cosine_ops) WITH (m='16', ef_construction='128')" in index
     finally:
         await conn.close()
 
@@ -119,7 +126,7 @@ async def test_an_edited_migration_is_refused(dsn: str) -> None:
     conn = await asyncpg.connect(dsn)
     try:
         await migrate(conn, DIMS)
-        (original,) = load_migrations()
+        original = load_migrations()[0]
         edited = Migration(original.version, original.name, original.template + "\n-- edited\n")
         with pytest.raises(SchemaError, match="changed after it was applied"):
             await migrate(conn, DIMS, [edited])
@@ -203,45 +210,141 @@ async def test_similarity_order_and_threshold(memory: ArenaMemory) -> None:
     assert [(e.session, e.entity_id) for e in precedents] == [("s1", "same")]
 
 
-@pytest.mark.postgres
-async def test_a_session_search_through_the_hnsw_index_still_finds_the_sessions_rows(dsn: str) -> None:
-    """With the index forced, the 40 nearest rows overall all belong to another session.
+def _near(rng: random.Random, axis: int) -> list[float]:
+    v = [rng.gauss(0, 0.05) for _ in range(DIMS)]
+    v[axis] += 1.0
+    return v
 
-    Without pgvector's iterative scan the filter leaves nothing; ArenaMemory turns it on.
-    """
+
+async def _two_sessions(mem: ArenaMemory) -> list[float]:
+    """Sessions a and b of 600 rows each in two clusters; returns a query inside b's cluster."""
     rng = random.Random(5)
+    await mem.store_many(record(f"b{i}", session="b", embedding=_near(rng, 1)) for i in range(600))
+    await mem.store_many(record(f"a{i}", session="a", embedding=_near(rng, 0)) for i in range(600))
+    await mem.store(record("tiny", session="t", embedding=_near(rng, 1)))
+    query = [0.0] * DIMS
+    query[1] = 1.0
+    return query
 
-    def near(axis: int) -> list[float]:
-        v = [rng.gauss(0, 0.05) for _ in range(DIMS)]
-        v[axis] += 1.0
-        return v
 
-    forced = {"enable_seqscan": "off", "enable_sort": "off"}
-    mem = await ArenaMemory.connect(dsn, DIMS, server_settings=forced)
+@pytest.mark.postgres
+async def test_a_large_session_is_searched_through_the_hnsw_index_with_an_iterative_scan(dsn: str) -> None:
+    """The 100 nearest rows overall all belong to session b, yet a search of a finds a's rows."""
+    mem = await ArenaMemory.connect(dsn, DIMS, search=SearchSettings(exact_rows=100))
+    await mem.migrate()
+    exact = await ArenaMemory.connect(dsn, DIMS, search=SearchSettings(exact_rows=10_000))
     try:
-        await mem.migrate()
-        await mem.store_many(record(f"b{i}", session="b", embedding=near(1)) for i in range(600))
-        await mem.store_many(record(f"a{i}", session="a", embedding=near(0)) for i in range(600))
-        query = [0.0] * DIMS
-        query[1] = 1.0  # right in session b's cluster
-        found = await mem.find_similar("a", query, threshold=-1.0, limit=10)
+        query = await _two_sessions(mem)
+        for _ in range(8):  # past the five executions after which Postgres may go generic
+            found = await mem.find_similar("a", query, threshold=-1.0, limit=10)
         assert len(found) == 10
         assert {e.session for e in found} == {"a"}
         assert [e.similarity for e in found] == sorted((e.similarity for e in found), reverse=True)
+        assert mem.searches[Strategy.INDEX] == 8
+        assert mem.exact_fallbacks == 0
+        assert "arena_embeddings_embedding_hnsw" in await mem.explain("a", query)
+        # The exact search agrees (relaxed order from the walk was restored).
+        reference = await exact.find_similar("a", query, threshold=-1.0, limit=10)
+        assert exact.searches[Strategy.EXACT] == 1
+        assert [e.id for e in found] == [e.id for e in reference]
+    finally:
+        await mem.close()
+        await exact.close()
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await register_vector(conn)
+        async with conn.transaction():
+            # What pgvector < 0.8 does: the walk stops after ef_search rows, all from session b.
+            await conn.execute("SET LOCAL enable_sort = off; SET LOCAL hnsw.iterative_scan = off")
+            assert await conn.fetch(SIMILAR_IN_SESSION, "a", query, 10) == []
+    finally:
+        await conn.close()
+
+
+@pytest.mark.postgres
+async def test_plans_are_pinned_per_strategy(dsn: str) -> None:
+    mem = await ArenaMemory.connect(dsn, DIMS, search=SearchSettings(exact_rows=1_000))
+    try:
+        await mem.migrate()
+        query = await _two_sessions(mem)
+        conn = await asyncpg.connect(dsn)
+        try:
+            # Statistics that make the session index look cheap, as on a table of many sessions.
+            await conn.execute("ANALYZE arena_embeddings")
+        finally:
+            await conn.close()
+        # A small session: its rows through the identity index, every distance computed, no HNSW.
+        small = await mem.explain("a", query)
+        assert "arena_embeddings_identity" in small
+        assert "arena_embeddings_embedding_hnsw" not in small
+        assert "Sort" in small
+        # Once the session is larger than exact_rows: the HNSW index, whatever the costs say.
+        mem.search = SearchSettings(exact_rows=100)
+        large = await mem.explain("a", query)
+        assert "Index Scan using arena_embeddings_embedding_hnsw" in large
+        assert "Sort" not in large
+        # Precedents always walk the index.
+        assert "Index Scan using arena_embeddings_embedding_hnsw" in await mem.explain(
+            "a", query, precedents=True
+        )
     finally:
         await mem.close()
 
-    conn = await asyncpg.connect(dsn, server_settings=forced)
+
+@pytest.mark.postgres
+async def test_a_walk_that_gives_up_is_redone_exactly(dsn: str) -> None:
+    mem = await ArenaMemory.connect(dsn, DIMS, search=SearchSettings(exact_rows=100, max_scan_tuples=20))
     try:
-        await register_vector(conn)
-        plan = "\n".join(
-            r[0] for r in await conn.fetch("EXPLAIN " + SIMILAR_IN_SESSION, "a", query, -1.0, 10)
+        await mem.migrate()
+        query = await _two_sessions(mem)
+        found = await mem.find_similar("a", query, threshold=-1.0, limit=10)
+        assert len(found) == 10
+        assert {e.session for e in found} == {"a"}
+        assert mem.exact_fallbacks == 1
+        # Precedents of b lie in a and t, far down the walk from b's cluster.
+        precedents = await mem.find_precedents("b", query, threshold=-1.0, limit=5)
+        assert precedents[0].entity_id == "tiny"
+        assert {e.session for e in precedents} == {"a", "t"}
+        assert mem.exact_fallbacks == 2
+    finally:
+        await mem.close()
+
+
+@pytest.mark.postgres
+async def test_vectors_are_stored_inline(memory: ArenaMemory, dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        storage = await conn.fetchval(
+            "SELECT attstorage::text FROM pg_attribute "
+            "WHERE attrelid = 'arena_embeddings'::regclass AND attname = 'embedding'"
         )
-        assert "arena_embeddings_embedding_hnsw" in plan
-        await conn.execute("SET hnsw.iterative_scan = off")
-        assert await conn.fetch(SIMILAR_IN_SESSION, "a", query, -1.0, 10) == []
+        assert storage == "m"
     finally:
         await conn.close()
+
+
+@pytest.mark.parametrize("version", ["0.8.0", "0.8.1", "0.10.0", "1.0", "0.8.0-dev"])
+def test_pgvector_from_0_8_is_accepted(version: str) -> None:
+    check_pgvector_version(version)
+
+
+@pytest.mark.parametrize(
+    ("installed", "available", "advice"),
+    [
+        ("0.7.4", "0.7.4", "pgvector/pgvector:0.8.0-pg16"),
+        ("0.5.1", None, "install pgvector >= 0.8.0"),
+        ("0.7.0", "0.8.1", "ALTER EXTENSION vector UPDATE"),
+        ("unknown", None, "install pgvector"),
+    ],
+)
+def test_pgvector_before_0_8_is_refused_with_what_to_do(
+    installed: str, available: str | None, advice: str
+) -> None:
+    with pytest.raises(SchemaError, match=r"needs pgvector >= 0\.8\.0") as raised:
+        check_pgvector_version(installed, available)
+    assert advice in str(raised.value)
+    assert repr(installed) in str(raised.value)
 
 
 # --- outages ---------------------------------------------------------------------------------
@@ -353,3 +456,16 @@ async def test_a_postgres_that_comes_back_empty_gets_its_schema_before_the_repla
     finally:
         await conn.close()
         await mem.close()
+
+
+def test_search_settings_are_checked() -> None:
+    SearchSettings(exact_rows=0, ef_search=1000, max_scan_tuples=1)
+    with pytest.raises(ValueError, match="exact_rows"):
+        SearchSettings(exact_rows=-1)
+    with pytest.raises(ValueError, match=r"1\.\.1000"):
+        SearchSettings(ef_search=1001)
+    with pytest.raises(ValueError, match="max_scan_tuples"):
+        SearchSettings(max_scan_tuples=0)
+    # Every search pins all planner switches, since several statements share a transaction.
+    for name in ("enable_seqscan", "enable_indexscan", "enable_sort", "plan_cache_mode"):
+        assert f"SET LOCAL {name} =" in SearchSettings().index_scan()

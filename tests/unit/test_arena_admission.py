@@ -71,7 +71,7 @@ def test_sessions_that_fit_are_admitted_in_priority_then_age_order() -> None:
     d = plan.decision("a")
     assert d.state is AdmissionState.ADMITTED
     assert d.reason is AdmissionReason.QUOTA_RESERVED
-    assert d.message == "admitted with 4.0 CPU, 1.0 GiB memory of 32 CPU, 64 GiB memory"
+    assert d.message == "admitted with 4.0 CPU, 1.0 GiB memory of 32 CPU, 64 GiB memory; value 0.25"
     assert d.changed
 
 
@@ -86,7 +86,7 @@ def test_waiting_message_says_what_is_missing() -> None:
     d = plan.decision("wait")
     assert d.state is AdmissionState.PENDING
     assert d.reason is AdmissionReason.WAITING_FOR_QUOTA
-    assert d.message == "waiting for quota: needs 9.6 CPU, 4.0 free of 32"
+    assert d.message == "waiting for quota: needs 9.6 CPU, 4.0 free of 32; value 0.25"
     assert d.queue_position == 1
     assert d.waiting_seconds == 180.0
     assert not d.changed
@@ -96,7 +96,7 @@ def test_waiting_message_says_what_is_missing() -> None:
 def test_memory_shortfall_is_reported_too() -> None:
     plan = plan_admission([s("run", HIGH, 20, 60, admitted=True), s("wait", LOW, 20, 8)], QUOTA, NOW)
     assert plan.decision("wait").message == (
-        "waiting for quota: needs 20.0 CPU, 12.0 free of 32; needs 8.0 GiB memory, 4.0 free of 64"
+        "waiting for quota: needs 20.0 CPU, 12.0 free of 32; needs 8.0 GiB memory, 4.0 free of 64; value 0.25"
     )
 
 
@@ -104,7 +104,7 @@ def test_a_session_larger_than_the_quota_can_never_be_admitted_and_preempts_nobo
     plan = plan_admission([s("small", LOW, 2, admitted=True), s("huge", VERY_HIGH, 40)], QUOTA, NOW)
     d = plan.decision("huge")
     assert d.reason is AdmissionReason.EXCEEDS_QUOTA
-    assert d.message == "can never be admitted: needs 40.0 CPU, the quota is 32"
+    assert d.message == "can never be admitted: needs 40.0 CPU, the quota is 32; value 0.25"
     assert plan.admitted == ("small",)
     assert plan.preemptions == ()
 
@@ -129,7 +129,7 @@ def test_higher_priority_preempts_the_lowest_priority_most_recent() -> None:
     assert vlow.changed
     assert vlow.message == (
         "preempted by high (priority 125 > 25) to make room for 12.0 CPU, 1.0 GiB memory; "
-        "waiting for quota: needs 8.0 CPU, 4.0 free of 32"
+        "waiting for quota: needs 8.0 CPU, 4.0 free of 32; value 0.25"
     )
     assert [p.by for p in plan.preemptions] == ["high", "high"]
     # Preempted sessions keep their age, so they rejoin the queue by it.
@@ -201,7 +201,7 @@ def test_preemption_weighs_memory_as_well_as_cpu() -> None:
     plan = plan_admission(sessions, QUOTA, NOW)
     assert plan.preempted == ("medium",)
     assert set(plan.admitted) == {"high", "low"}
-    assert plan.decision("medium").message.endswith("needs 40.0 GiB memory, 10.0 free of 64")
+    assert plan.decision("medium").message.endswith("needs 40.0 GiB memory, 10.0 free of 64; value 0.25")
 
 
 def test_best_effort_a_small_session_passes_a_big_one_that_does_not_fit() -> None:
@@ -224,11 +224,14 @@ def test_within_a_priority_the_queue_is_strict() -> None:
     assert plan.newly_admitted == ("low",)
     small = plan.decision("small")
     assert (small.behind, small.queue_position) == ("big", 2)
-    assert small.message == "waiting behind big, queued earlier at the same priority"
+    assert (
+        small.message
+        == "waiting behind big, ahead in the same priority's queue (value, then age); value 0.25"
+    )
     # Held and short of quota anyway: the shortfall is the more useful message.
     smaller = plan.decision("smaller")
     assert smaller.behind == "big"
-    assert smaller.message == "waiting for quota: needs 40.0 GiB memory, 33.0 free of 64"
+    assert smaller.message == "waiting for quota: needs 40.0 GiB memory, 33.0 free of 64; value 0.25"
     assert plan.decision("big").behind is None
 
 
@@ -364,7 +367,11 @@ def test_nobody_waits_who_could_be_admitted(world: tuple[list[SessionDemand], Qu
             # Held behind an older session of its priority that is itself still waiting.
             ahead = by_key[d.behind]
             assert ahead.priority == waiting.priority
-            assert (ahead.queued_at, ahead.key) < (waiting.queued_at, waiting.key)
+            assert (-ahead.value, ahead.queued_at, ahead.key) < (
+                -waiting.value,
+                waiting.queued_at,
+                waiting.key,
+            )
             assert ahead.key not in plan.admitted
             assert plan.decision(ahead.key).behind is None
             continue

@@ -7,9 +7,13 @@ import pytest
 from heady_operator.models.arena import RiskInputs
 from heady_operator.planning.battle import (
     MAX_ANSWER_CHARS,
+    MAX_TURNS,
     QUESTION_TEMPLATES,
+    SIMILAR_THRESHOLD,
     UNANSWERED,
     BattleContext,
+    BattleRound,
+    Stop,
     TemplateQuestionGenerator,
     Turn,
     run_battle,
@@ -115,7 +119,10 @@ class Answering:
 async def test_a_pluggable_generator_answers() -> None:
     generator = Answering()
     record = await run_battle("t", REPOS, 3, generator, RISK)
-    assert generator.seen == [1, 2, 3]
+    # Depth 2's empty answer is asked once more (one more turn), then recorded as unanswered.
+    assert generator.seen == [1, 2, 2, 3]
+    assert record.turns == 5  # four questions and the synthesis
+    assert record.stopped is Stop.DEPTH
     assert [r.answer for r in record.rounds] == [
         "Because the canary passed.",
         None,
@@ -142,6 +149,8 @@ async def test_status_shape() -> None:
     status = (await run_battle("t", REPOS, 1, TemplateQuestionGenerator(), RISK)).to_status()
     assert status["depth"] == 1
     assert status["generator"] == "template"
+    assert status["turns"] == 2
+    assert status["stopped"] == "DepthReached"
     assert status["rounds"] == [
         {
             "depth": 1,
@@ -155,3 +164,104 @@ async def test_status_shape() -> None:
     synthesis = status["synthesis"]
     assert isinstance(synthesis, dict)
     assert set(synthesis) == {"summary", "insights", "recommendations", "confidence"}
+
+
+# --- until mastery, within the seeds' bounds, with memory ------------------------------------
+
+
+class Scripted:
+    """Answers from a script per depth: (answer or None, mastery)."""
+
+    name = "scripted"
+
+    def __init__(self, script: dict[int, tuple[str | None, bool]]) -> None:
+        self.script = script
+        self.asked: list[int] = []
+        self.similar_seen: list[tuple[str, ...]] = []
+
+    async def turn(self, depth: int, context: BattleContext) -> Turn:
+        self.asked.append(depth)
+        self.similar_seen.append(context.similar)
+        answer, mastery = self.script.get(depth, ("an answer", False))
+        return Turn(question=f"Q{depth}?", answer=answer, mastery=mastery)
+
+    async def synthesize(self, context: BattleContext) -> str:
+        return "done"
+
+
+class ListMemory:
+    """BattleMemory over a list: similar = stored answers sharing a word with the text."""
+
+    def __init__(self, past: list[str]) -> None:
+        self.contents = list(past)
+        self.stored: list[BattleRound] = []
+        self.queries: list[str] = []
+
+    async def similar(self, text: str) -> tuple[str, ...]:
+        self.queries.append(text)
+        words = set(text.lower().split())
+        return tuple(c for c in self.contents if words & set(c.lower().split()))
+
+    async def remember(self, played: BattleRound) -> None:
+        self.stored.append(played)
+        if played.answer:
+            self.contents.append(played.answer)
+
+
+async def test_mastery_ends_the_battle_early() -> None:
+    generator = Scripted({3: ("the canary covers every path", True)})
+    record = await run_battle("t", REPOS, 7, generator, RISK)
+    assert generator.asked == [1, 2, 3]
+    assert record.stopped is Stop.MASTERY
+    assert record.rounds[-1].mastery and record.rounds[-1].to_status()["mastery"] is True
+    assert record.turns == 4
+    assert record.synthesis.confidence == 1.0  # every round played was answered
+
+
+async def test_mastery_without_an_answer_does_not_count() -> None:
+    generator = Scripted({1: (None, True)})
+    record = await run_battle("t", REPOS, 2, generator, RISK)
+    assert record.stopped is Stop.DEPTH
+    assert not record.rounds[0].mastery
+
+
+async def test_ten_turns_bound_the_battle() -> None:
+    # Every depth after the first is answered only on the second ask: 2 turns per depth. Of the 10
+    # turns, one is the synthesis: depths 1..5 take the other 9, and depth 6 is never asked.
+    class Hesitant(Scripted):
+        async def turn(self, depth: int, context: BattleContext) -> Turn:
+            self.asked.append(depth)
+            if depth > 1 and self.asked.count(depth) == 1:
+                return Turn(question=f"Q{depth}?", answer=None)
+            return Turn(question=f"Q{depth}?", answer="yes")
+
+    generator = Hesitant({})
+    record = await run_battle("t", REPOS, 7, generator, RISK)
+    assert MAX_TURNS == 10
+    assert record.turns == MAX_TURNS
+    assert record.stopped is Stop.TURNS
+    assert generator.asked == [1, 2, 2, 3, 3, 4, 4, 5, 5]
+    assert [r.depth for r in record.rounds] == [1, 2, 3, 4, 5]
+
+
+async def test_depth_seven_is_the_deepest() -> None:
+    record = await run_battle("t", REPOS, 7, Scripted({}), RISK)
+    assert [r.depth for r in record.rounds] == list(range(1, 8))
+    assert record.stopped is Stop.DEPTH
+    assert record.turns == 8
+    with pytest.raises(ValueError, match=r"1\.\.7"):
+        await run_battle("t", REPOS, 8, Scripted({}), RISK)
+
+
+async def test_answers_are_stored_and_similar_concepts_looked_up() -> None:
+    memory = ListMemory(["the canary release of checkout went fine", "unrelated note"])
+    generator = Scripted({1: ("a canary on checkout", False), 2: ("rollback is one click", False)})
+    record = await run_battle("checkout", REPOS, 3, generator, RISK, memory=memory)
+    # Round 1 looks up the topic, later rounds the previous answer (the seeds' context).
+    assert memory.queries == ["checkout", "a canary on checkout", "rollback is one click"]
+    assert generator.similar_seen[0] == ("the canary release of checkout went fine",)
+    # Round 2 also finds round 1's answer, stored right after it was given.
+    assert "a canary on checkout" in generator.similar_seen[1]
+    assert record.rounds[1].similar == generator.similar_seen[1]
+    assert [r.answer for r in memory.stored] == ["a canary on checkout", "rollback is one click", "an answer"]
+    assert SIMILAR_THRESHOLD == 0.7

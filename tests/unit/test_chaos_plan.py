@@ -28,12 +28,14 @@ from heady_operator.planning.chaos import (
     Verdict,
     conditions,
     experiment_problem,
+    fault_expired,
     job_name,
     label_selector,
     label_value,
     plan,
     records_from_status,
     select_targets,
+    settled,
     start_offset_seconds,
     target_count,
 )
@@ -316,8 +318,15 @@ def test_halt_restores_every_active_fault_and_injects_nothing(halt: Halt) -> Non
     }
     o = obs(now=at(10), halt=halt, jobs={"k": JobState(JobOutcome.ACTIVE), "r": JobState(JobOutcome.ACTIVE)})
     actions = plan(spec(cut, api, kill, later), records, o, LIMITS)
-    assert {a.experiment: a.do for a in actions} == {"cut": Do.RESTORE, "api": Do.RESTORE, "kill": Do.RESTORE}
-    assert all(a.reason == halt.value for a in actions)
+    # A pause or the kill switch holds what is scheduled; a namespace without the opt-in skips it.
+    skipped = {"later": Do.SKIP} if halt is Halt.NAMESPACE_NOT_ENABLED else {}
+    assert {a.experiment: a.do for a in actions} == {
+        "cut": Do.RESTORE,
+        "api": Do.RESTORE,
+        "kill": Do.RESTORE,
+        **skipped,
+    }
+    assert all(a.reason == halt.value for a in actions if a.do is Do.RESTORE)
     assert not any(a.do in (Do.INJECT, Do.RECOVER) for a in actions)
     by_name = {a.experiment: a.record for a in actions}
     assert by_name["cut"].phase is Phase.RECOVERED
@@ -537,3 +546,66 @@ def test_build_job_is_restricted_and_labelled() -> None:
     assert sc["capabilities"] == {"drop": ["ALL"]}
     recover = build_job(settings, JobAction.RECOVER, REQUEST, UID, job_name(UID, "kill", JobAction.RECOVER))
     assert recover["spec"]["backoffLimit"] > 0  # recovery is idempotent: retrying helps
+
+
+# --- issue 17: a halted experiment is never a Pass ---------------------------------------------
+
+
+@pytest.mark.parametrize("halt", list(Halt))
+def test_an_experiment_cut_short_by_a_halt_is_skipped_not_passed(halt: Halt) -> None:
+    e = exp(durationSeconds=30, recoveryObjectiveSeconds=60)
+    restore = only(plan(spec(e), {"cut": injected(e)}, obs(now=at(5), halt=halt), LIMITS))
+    assert restore.do is Do.RESTORE
+    # The halt lifts and the target is Ready at once: before, this was a Pass for 5 s of fault.
+    act = only(plan(spec(e), {"cut": restore.record}, obs(now=at(6), ready={"cut": True}), LIMITS))
+    assert act.do is Do.VERDICT
+    assert act.record.verdict is Verdict.SKIPPED
+    assert halt.value in act.record.message
+
+
+@pytest.mark.parametrize("reason", ["Overdue", "RecoverJobLate", "RecoverJobFailed"])
+def test_a_restore_after_the_full_window_is_still_judged(reason: str) -> None:
+    e = exp(durationSeconds=30, recoveryObjectiveSeconds=60)
+    rec = recovered(e, interrupted=reason)
+    act = only(plan(spec(e), {"cut": rec}, obs(now=at(40), ready={"cut": True}), LIMITS))
+    assert act.record.verdict is Verdict.PASS
+
+
+# --- issue 17: a session in a namespace without the opt-in settles and holds no finalizer -------
+
+
+def test_a_namespace_without_the_opt_in_skips_every_experiment_at_once() -> None:
+    e, later = exp(), exp(name="later", startAfterSeconds=300)
+    for started in (T0, None):  # running or not yet
+        o = obs(halt=Halt.NAMESPACE_NOT_ENABLED, started_at=started, running=started is not None)
+        actions = plan(spec(e, later), {}, o, LIMITS)
+        assert {a.experiment: a.do for a in actions} == {"cut": Do.SKIP, "later": Do.SKIP}
+        assert all(a.record.verdict is Verdict.SKIPPED for a in actions)
+        assert "heady.io/chaos=enabled" in actions[0].record.message
+        records = {a.experiment: a.record for a in actions}
+        conds = [
+            {"type": c.type, "status": "True" if c.status else "False", "reason": c.reason}
+            for c in conditions(o, records)
+        ]
+        assert settled(["cut", "later"], records, conds)
+        assert plan(spec(e, later), records, o, LIMITS) == []
+
+
+def test_settled_only_when_refused_for_the_namespace_and_everything_is_final() -> None:
+    e = exp()
+    final = {"cut": replace(injected(e), phase=Phase.VERDICT, verdict=Verdict.SKIPPED)}
+    refused = [{"type": "ChaosAllowed", "status": "False", "reason": "NamespaceNotEnabled"}]
+    assert settled(["cut"], final, refused)
+    assert not settled(["cut", "new"], final, refused)  # an experiment added since
+    assert not settled(["cut"], {"cut": recovered(e)}, refused)  # still to be judged
+    assert not settled(["cut"], final, [{**refused[0], "reason": "KillSwitch"}])  # held, not refused
+    assert not settled(["cut"], final, [{**refused[0], "status": "True"}])
+    assert not settled(["cut"], final, [])
+
+
+def test_a_fault_past_its_expiry_and_grace_is_expired() -> None:
+    assert not fault_expired("2026-01-01T12:00:30Z", at(40), 30)
+    assert fault_expired("2026-01-01T12:00:30Z", at(60), 30)
+    assert fault_expired(None, at(0), 30)  # unreadable: chaos must end
+    assert fault_expired("garbage", at(0), 30)
+    assert not fault_expired("9999-12-31T23:59:59Z", at(0), 30)

@@ -44,6 +44,17 @@ DASHBOARD_METRICS = [
     "heady_chaos_faults_injected_total",
     "heady_chaos_recovery_seconds_bucket",
     "heady_prediction_total",
+    "heady_capacity_requests",
+    "heady_capacity_peak_requests",
+    "heady_ingest_available",
+    "heady_ingest_lag_seconds",
+    "heady_ingest_dead_letters_total",
+    "heady_arena_queued",
+    "heady_chaos_verdicts_total",
+    "heady_chaos_active_faults",
+    "process_cpu_seconds_total",
+    "process_resident_memory_bytes",
+    "heady_service_up",
 ]
 
 
@@ -209,6 +220,32 @@ def test_service_monitor_is_off_by_default_and_scrapes_http() -> None:
     assert monitor["spec"]["endpoints"][0]["port"] == "http"
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
     assert monitor["spec"]["namespaceSelector"]["matchNames"] == [NAMESPACE]
+
+
+def test_prometheus_rule_follows_the_monitoring_api() -> None:
+    """auto: only where the cluster serves PrometheusRule; the alerts are the tested rules file."""
+    assert not find(render(), "PrometheusRule")
+    api = ("--api-versions", "monitoring.coreos.com/v1/PrometheusRule")
+    rule = one(render(extra=api), "PrometheusRule", "heady-operator")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["namespace"] == NAMESPACE
+    rules_file = yaml.safe_load((CHART / "alerts" / "heady.rules.yaml").read_text())
+    assert rule["spec"]["groups"] == rules_file["groups"]
+    assert not find(render("prometheusRule.enabled=false", extra=api), "PrometheusRule")
+    forced = one(
+        render(
+            "prometheusRule.enabled=true",
+            "prometheusRule.runbookBaseURL=https://git.example/heady/blob/main/",
+        ),
+        "PrometheusRule",
+        "heady-operator",
+    )
+    down = next(r for g in forced["spec"]["groups"] for r in g["rules"] if r["alert"] == "HeadyServiceDown")
+    assert (
+        down["annotations"]["runbook_url"]
+        == "https://git.example/heady/blob/main/docs/runbooks/heady-service-down.md"
+    )
+    assert not find(render("prometheusRule.enabled=true", "operator.enabled=false"), "PrometheusRule")
 
 
 def test_metrics_service_has_scrape_annotations() -> None:
@@ -551,7 +588,8 @@ def test_redis_args_and_persistence() -> None:
     assert container["image"] == "redis:7-alpine"
     args = container["args"]
     assert args[args.index("--maxmemory") + 1] == "2gb"
-    assert args[args.index("--maxmemory-policy") + 1] == "allkeys-lru"
+    # The safe policy for a queue (docs/attention-ingest.md): never evict the attention stream.
+    assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
     assert args[args.index("--appendonly") + 1] == "no"
     assert "volumeClaimTemplates" not in sts["spec"]
 
