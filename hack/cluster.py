@@ -9,6 +9,7 @@ from the Go module proxy by hack/tools.sh); only nodes and kubelets are simulate
     hack/cluster.py down      # stop and delete the cluster
     hack/cluster.py status    # exit 0 when the apiserver answers
     hack/cluster.py env       # print `export KUBECONFIG=... PATH=...` for a shell
+    hack/cluster.py --kind up # the kind tier instead: real kubelet + containerd (hack/kind_cluster.py)
     hack/cluster.py stop-test-clusters NAME...
                               # what `make test` runs on exit: delete the clusters it started,
                               # or with HEADY_KEEP_CLUSTERS=1 say which are left and how to stop them
@@ -301,6 +302,13 @@ def stop_test_clusters(names: list[str]) -> None:
 
 
 def main(argv: list[str]) -> None:
+    if "--kind" in argv:
+        # The kind tier (real kubelet, containerd, runc): hack/kind_cluster.py.
+        sys.path.insert(0, str(ROOT / "hack"))
+        import kind_cluster
+
+        kind_cluster.main(argv)
+        return
     cmd = argv[1] if len(argv) > 1 else "up"
     if cmd == "up":
         up()

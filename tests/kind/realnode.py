@@ -1,0 +1,195 @@
+"""What the kind tier reads from real containers: cgroup files (v1 here, v2 on most Docker hosts)
+and CPU use, through `kubectl exec`; and the busybox workloads it runs."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.harness import ROOT, Cluster, _connect
+
+KIND_CLUSTER = os.environ.get("HEADY_E2E_KIND_CLUSTER", "heady-e2e")
+
+
+def _kind(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "hack" / "kind_cluster.py"), *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, HEADY_KIND_CLUSTER=name),
+        check=False,
+    )
+
+
+@contextlib.contextmanager
+def kind_cluster(name: str = KIND_CLUSTER) -> Iterator[Cluster]:
+    """The kind cluster `name`: reused when it exists (and then left running), otherwise
+    created and, on exit, deleted (unless HEADY_KIND_KEEP=1). Raises RuntimeError when it cannot start."""
+    # Only a cluster this call creates is deleted at the end; one that existed is left alone.
+    existed = _kind(name, "status").returncode != 1
+    owned = not existed and not os.environ.get("HEADY_KIND_KEEP")
+    try:
+        res = _kind(name, "up")
+        if res.returncode != 0:
+            raise RuntimeError(
+                "the kind cluster did not start (hack/kind_cluster.py up failed; see its log above)"
+            )
+        yield _connect(Path(res.stdout.strip().splitlines()[-1]))
+    finally:
+        if owned:
+            _kind(name, "down")
+
+
+@functools.cache
+def image_refs() -> dict[str, str]:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "hack" / "images.py"), "refs"],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
+    refs: dict[str, str] = json.loads(out.stdout)
+    return refs
+
+
+SLEEP = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+BUSY = ["sh", "-c", "trap 'exit 0' TERM; while :; do :; done"]
+
+
+def busybox_deployment(
+    name: str,
+    namespace: str,
+    requests: dict[str, str],
+    limits: dict[str, str] | None = None,
+    command: list[str] | None = None,
+    resize_policy: list[dict[str, str]] | None = None,
+    replicas: int = 1,
+) -> dict[str, Any]:
+    resources: dict[str, Any] = {"requests": requests}
+    if limits:
+        resources["limits"] = limits
+    container: dict[str, Any] = {
+        "name": "app",
+        "image": image_refs()["busybox"],
+        "imagePullPolicy": "Never",
+        "command": command or SLEEP,
+        "resources": resources,
+    }
+    if resize_policy:
+        container["resizePolicy"] = resize_policy
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"terminationGracePeriodSeconds": 1, "containers": [container]},
+            },
+        },
+    }
+
+
+# -- cgroups -----------------------------------------------------------------------------------
+
+_READ = r"""
+if [ -f /sys/fs/cgroup/cpu.max ]; then
+  echo v2; cat /sys/fs/cgroup/cpu.max /sys/fs/cgroup/cpu.weight /sys/fs/cgroup/memory.max
+else
+  echo v1; cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us \
+    /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/memory/memory.limit_in_bytes
+fi
+"""
+
+
+@dataclass(frozen=True)
+class Cgroup:
+    """The container's CPU limit (millicores, None = unlimited), CPU weight as cgroup v1 shares, and
+    memory limit (bytes, None = unlimited), as the kernel has them."""
+
+    cpu_limit_milli: int | None
+    cpu_shares: int
+    memory_limit: int | None
+
+
+def parse_cpu(q: str) -> int:
+    return int(float(q[:-1])) if q.endswith("m") else int(float(q) * 1000)
+
+
+def parse_memory(q: str) -> int:
+    units = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "k": 1000, "M": 1000**2, "G": 1000**3}
+    for suffix, mult in units.items():
+        if q.endswith(suffix):
+            return int(float(q[: -len(suffix)]) * mult)
+    return int(q)
+
+
+def shares_of(request_milli: int) -> int:
+    # The kubelet's MilliCPUToShares.
+    return max(2, request_milli * 1024 // 1000)
+
+
+def expected(requests: dict[str, str], limits: dict[str, str]) -> Cgroup:
+    return Cgroup(
+        parse_cpu(limits["cpu"]) if "cpu" in limits else None,
+        shares_of(parse_cpu(requests["cpu"])),
+        parse_memory(limits["memory"]) if "memory" in limits else None,
+    )
+
+
+def read_cgroup(cluster: Cluster, namespace: str, pod: str) -> Cgroup:
+    out = cluster.kubectl("exec", "-n", namespace, pod, "-c", "app", "--", "sh", "-c", _READ).stdout.split()
+    if out[0] == "v2":
+        quota, period, weight, mem = out[1], int(out[2]), int(out[3]), out[4]
+        # cgroup v2 keeps a weight; convert it back to the shares the kubelet started from
+        # (its conversion is lossy, so compare through the same formula in `matches`).
+        shares = _weight_to_shares(weight)
+        cpu = None if quota == "max" else int(quota) * 1000 // period
+        return Cgroup(cpu, shares, None if mem == "max" else int(mem))
+    quota, period, shares, mem = (int(x) for x in out[1:5])
+    return Cgroup(None if quota < 0 else quota * 1000 // period, shares, None if mem >= 1 << 62 else mem)
+
+
+def _weight_to_shares(weight: int) -> int:
+    return ((weight - 1) * 262142) // 9999 + 2
+
+
+def matches(actual: Cgroup, want: Cgroup) -> bool:
+    if actual.cpu_limit_milli != want.cpu_limit_milli or actual.memory_limit != want.memory_limit:
+        return False
+    # v2's weight rounds; a few shares of slack covers it (v1 is exact).
+    return abs(actual.cpu_shares - want.cpu_shares) <= 40
+
+
+@dataclass(frozen=True)
+class CpuUse:
+    cores: float  # CPU used over the window, in cores
+    throttled: float  # share of CFS periods in which the quota stopped the container
+
+
+def cpu_use(cluster: Cluster, namespace: str, pod: str, seconds: float = 3.0) -> CpuUse:
+    """The container's CPU use over `seconds`, from its own cgroup's accounting (usage and CFS
+    throttling counters), over the container's clock (/proc/uptime, 10 ms resolution)."""
+    script = (
+        "sample() { if [ -f /sys/fs/cgroup/cpu.stat ]; then "
+        "awk '/^usage_usec/ {u=$2*1000} /^nr_periods/ {p=$2} /^nr_throttled/ {t=$2} END {printf \"%.0f %d %d\", u, p, t}' "
+        "/sys/fs/cgroup/cpu.stat; else "
+        "awk '/^nr_periods/ {p=$2} /^nr_throttled/ {t=$2} END {printf \"%.0f %d %d\", u, p, t}' "
+        "u=$(cat /sys/fs/cgroup/cpuacct/cpuacct.usage) /sys/fs/cgroup/cpu/cpu.stat; fi; }; "
+        f"a=$(sample); t0=$(cut -d' ' -f1 /proc/uptime); sleep {seconds}; b=$(sample); "
+        "t1=$(cut -d' ' -f1 /proc/uptime); echo $a $b $t0 $t1"
+    )
+    out = cluster.kubectl("exec", "-n", namespace, pod, "-c", "app", "--", "sh", "-c", script).stdout.split()
+    u0, p0, th0, u1, p1, th1 = (int(x) for x in out[:6])
+    wall = float(out[7]) - float(out[6])
+    return CpuUse((u1 - u0) / 1e9 / wall, (th1 - th0) / max(1, p1 - p0))
