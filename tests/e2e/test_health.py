@@ -20,7 +20,7 @@ from kubernetes_asyncio import config as aconfig
 
 from heady_operator.health import HealthChecks
 from heady_operator.kube.client import Kube
-from tests.harness import Cluster
+from tests.harness import Cluster, OperatorProcess
 
 pytestmark = pytest.mark.k8s
 GROUP, VERSION, PLURAL = "heady.io", "v1alpha1", "headyservices"
@@ -121,8 +121,17 @@ def test_defaults_are_the_seeds(cluster: Cluster, ns: str) -> None:
 
 
 async def test_healthy_condition_events_and_recovery_on_the_apiserver(
-    cluster: Cluster, ns: str, kube: Kube
+    cluster: Cluster, ns: str, kube: Kube, operator: OperatorProcess
 ) -> None:
+    # This test plays the reporter's part itself: the shared operator process must not act meanwhile.
+    operator.stop()
+    try:
+        await _healthy_condition_events_and_recovery(cluster, ns, kube)
+    finally:
+        operator.start()
+
+
+async def _healthy_condition_events_and_recovery(cluster: Cluster, ns: str, kube: Kube) -> None:
     name = "web"
     cluster.custom.create_namespaced_custom_object(
         GROUP, VERSION, ns, PLURAL, hsvc(name, {"path": "/healthz", "failureThreshold": 2})
