@@ -145,6 +145,7 @@ class ResizeQueue:
     def _take(self) -> tuple[PodKey, Target, Lane] | float:
         """The next job, or how long to wait for one."""
         now = self.monotonic()
+        slots_full = False
         while self._retries and self._retries[0][0] <= now:
             _, key, target, lane = heapq.heappop(self._retries)
             if key not in self.pending and key not in self.inflight and self.attempts.get(key):
@@ -161,10 +162,12 @@ class ResizeQueue:
                 if key in self.inflight:
                     skipped.append(key)  # one PATCH per pod at a time: after this one
                     continue
-                if lane is Lane.BACKGROUND and (
-                    len(self.inflight) >= self.concurrency - self.reserved or not self.bucket.take()
-                ):
-                    queue.appendleft(key)  # slots kept free for escalations, or over its rate
+                if lane is Lane.BACKGROUND and len(self.inflight) >= self.concurrency - self.reserved:
+                    queue.appendleft(key)  # the last slots stay free for escalations
+                    slots_full = True
+                    break
+                if lane is Lane.BACKGROUND and not self.bucket.take():
+                    queue.appendleft(key)  # over its rate
                     break
                 job = (key, held[0], lane)
                 self._pop(key)
@@ -173,8 +176,8 @@ class ResizeQueue:
             if job is not None:
                 return job
         waits = [self._retries[0][0] - now] if self._retries else []
-        if self._count[Lane.BACKGROUND]:
-            waits.append(self.bucket.wait_time())
+        if self._count[Lane.BACKGROUND] and not slots_full:
+            waits.append(self.bucket.wait_time())  # (a full slot set wakes us when a send ends)
         return max(0.001, min(waits, default=1.0))
 
     async def run(self) -> None:
