@@ -333,6 +333,13 @@ def test_helm_upgrade_then_uninstall(cluster: Cluster, installed: None) -> None:
     )
     env = {e.name: e.value for e in new.spec.containers[0].env or []}
     assert env.get("HEADY_LOG_LEVEL") == "DEBUG"
+    # The chaos test's session goes with its namespace; its finalizer (run by the operator)
+    # removes that session's Jobs. Uninstalling before it ran would leave them behind.
+    wait_for(
+        lambda: not json.loads(cluster.kubectl("get", "job", "-n", NAMESPACE, "-o", "json").stdout)["items"],
+        "the operator removed the chaos Jobs of deleted sessions",
+        timeout=180,
+    )
     helm(cluster, "uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "180s")
     left = json.loads(cluster.kubectl("get", "deploy,statefulset,job", "-n", NAMESPACE, "-o", "json").stdout)[
         "items"
