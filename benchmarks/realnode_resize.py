@@ -294,7 +294,15 @@ def heady_rounds(cluster: Cluster, ns: str, tl: Timeline, n: int, attention_ms: 
     service: list[float] = []
     timeouts = 0
     for _ in range(n):
-        wait_for(lambda: settled(tl, "heady", BASE_Q), "heady back at baseline", timeout=30, interval=0.005)
+        # Back at baseline, and the HeadyService says so: the operator writes a status once a
+        # level has lasted its settle time, so a new signal sent before that would find level
+        # Peak still standing and no Peak transition to time.
+        wait_for(
+            lambda: settled(tl, "heady", BASE_Q) and bool(tl.level) and tl.level[-1][1] == "Baseline",
+            "heady back at baseline (pods and status)",
+            timeout=30,
+            interval=0.005,
+        )
         name = f"sig-{uuid.uuid4().hex[:8]}"
         body = attention(name, ns, "heady", intensity=0.9, source="bench")
         expires = datetime.now(UTC).timestamp() + attention_ms / 1000
