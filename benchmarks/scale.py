@@ -43,7 +43,6 @@ import json
 import os
 import platform
 import pstats
-import re
 import statistics
 import subprocess
 import sys
@@ -243,25 +242,12 @@ async def wait_until(check: Any, what: str, limit_s: float, tracker_task: asynci
 
 # ---------------------------------------------------------------- API requests (pure)
 
-_METRIC = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
-_LABEL = re.compile(r'(\w+)="([^"]*)"')
-
 
 def parse_requests(text: str) -> Counter[tuple[str, str, str, str]]:
     """apiserver_request_total summed over codes: (verb, group, resource, subresource) -> count."""
     out: Counter[tuple[str, str, str, str]] = Counter()
-    for line in text.splitlines():
-        m = _METRIC.match(line)
-        if not m:
-            continue
-        labels = dict(_LABEL.findall(m["labels"]))
-        key = (
-            labels.get("verb", ""),
-            labels.get("group", ""),
-            labels.get("resource", ""),
-            labels.get("subresource", ""),
-        )
-        out[key] += int(float(m["value"]))
+    for (verb, group, resource, subresource, _code), count in all_requests(text).items():
+        out[(verb, group, resource, subresource)] += count
     return out
 
 
