@@ -17,17 +17,18 @@ through the operator's own ArenaMemory (schema, migrations, find_similar, find_p
 - ground truth: exact top-10 computed with numpy on the same vectors in the same run;
   recall@10 = share of the true ten found.
 - ceilings in the same run: the exact scan (recall 1 by construction, the latency a full
-  scan of the session costs) and one unfiltered HNSW probe (the least any index search
-  costs); heady's p95 is reported as a ratio to the latter.
-- before: the previous design (one statement per search, the planner's choice under
-  asyncpg's prepared statements, pgvector's default ef_search) on the same data.
+  scan of the session costs) and one unfiltered walk of the sketch graph without re-rank
+  (the least any index search costs); heady's p95 is reported as a ratio to the latter.
+- before: the previous release's design (an HNSW graph over the full vectors, one statement
+  per search left to the planner under asyncpg's prepared statements, pgvector's default
+  ef_search) on the same rows, its graph built once heady's searches are done.
 - inserts: the table is bulk-loaded without the HNSW index, the index built, then the last
   --live-rows rows go in through ArenaMemory.store_many while a client keeps searching: the
   insert rate into the live index and the search latency meanwhile.
 - concurrency: 1, 8 and 32 clients alternating find_similar and find_precedents (`near`
   queries) for --seconds each: QPS, p50 and p95.
 
-    python benchmarks/pgvector_search.py                 # 100k x 1536, 50 sessions (~15 min, 2 cores)
+    python benchmarks/pgvector_search.py                 # 100k x 1536, 50 sessions (~6 min on 2 idle cores)
     python benchmarks/pgvector_search.py --quick         # 3k x 64, for CI (~15 s on 2 idle cores)
     python benchmarks/pgvector_search.py --curve --rows 20000 --grid 16:64,16:128,24:128,32:200
                                                           # build-parameter curve (m:ef_construction)
@@ -65,7 +66,9 @@ from heady_operator.storage.memory import ArenaMemory, MemoryRecord, SearchSetti
 
 RESULTS = Path(__file__).parent / "results"
 K = 10
-HNSW_INDEX = "arena_embeddings_embedding_hnsw"
+HNSW_INDEX = "arena_embeddings_sketch_hnsw"
+# The previous design's graph over the full vectors, built for the "before" rows only.
+VECTOR_INDEX = "arena_embeddings_embedding_hnsw"
 
 # The previous design, kept here as the "before" reference: one statement per search, left to
 # the planner, run as asyncpg prepared statements with iterative scan on as a connection setting.
@@ -83,7 +86,7 @@ EXACT_IN_SESSION = (
     "SELECT entity_id FROM arena_embeddings WHERE session = $1 ORDER BY embedding <=> $2 LIMIT 10"
 )
 EXACT_SETTINGS = "SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off"
-PROBE = "SELECT entity_id FROM arena_embeddings ORDER BY embedding <=> $1 LIMIT 10"
+PROBE = "SELECT entity_id FROM arena_embeddings ORDER BY sketch <~> binary_quantize($1::vector) LIMIT 10"
 
 
 # --- data --------------------------------------------------------------------------------------
@@ -370,12 +373,18 @@ async def load(memory: ArenaMemory, corpus: Corpus, start: int, stop: int, batch
     return spent
 
 
-async def build_index(conn: asyncpg.Connection, m: int, ef_construction: int, work_mem: str) -> float:
-    await conn.execute(f"DROP INDEX IF EXISTS {HNSW_INDEX}")
+async def build_index(
+    conn: asyncpg.Connection, m: int, ef_construction: int, work_mem: str, *, vectors: bool = False
+) -> float:
+    """Build the graph over the sketches (as migration 003), or over the vectors (the old design)."""
+    name, column = (
+        (VECTOR_INDEX, "embedding vector_cosine_ops") if vectors else (HNSW_INDEX, "sketch bit_hamming_ops")
+    )
+    await conn.execute(f"DROP INDEX IF EXISTS {name}")
     await conn.execute(f"SET maintenance_work_mem = '{work_mem}'")
     t0 = time.perf_counter()
     await conn.execute(
-        f"CREATE INDEX {HNSW_INDEX} ON arena_embeddings USING hnsw (embedding vector_cosine_ops) "
+        f"CREATE INDEX {name} ON arena_embeddings USING hnsw ({column}) "
         f"WITH (m = {m}, ef_construction = {ef_construction})"
     )
     return time.perf_counter() - t0
@@ -435,10 +444,8 @@ async def measure_searches(
 ) -> None:
     search = settings_of(args)
     memory = await ArenaMemory.connect(dsn, args.dims, search=search)
-    before = await asyncpg.connect(dsn, server_settings=BEFORE_SETTINGS)
     raw = await asyncpg.connect(dsn)
-    for conn in (before, raw):
-        await register_vector(conn)
+    await register_vector(raw)
     try:
         for (api, kind), queries in suites.items():
             log(f"[search] {api}/{kind}: {len(queries)} queries")
@@ -449,18 +456,18 @@ async def measure_searches(
                 find = memory.find_similar if api == "similar" else memory.find_precedents
                 return [int(e.entity_id) for e in await find(name, q.vector, threshold=-1.0, limit=K)]
 
-            fallbacks = memory.exact_fallbacks
+            fallbacks = memory.fallbacks
             latencies, found = await timed(queries, heady)
             row = summarise(api, kind, "heady", latencies, found, truth)
-            if memory.exact_fallbacks > fallbacks:
-                row.note = f"{memory.exact_fallbacks - fallbacks} exact fallbacks"
+            if memory.fallbacks > fallbacks:
+                row.note = f"{memory.fallbacks - fallbacks} fallbacks"
             run.rows.append(row)
             if api == "similar":
                 # The same queries split by the path they took.
-                large = [i for i, q in enumerate(queries) if corpus.sizes[q.session] > search.exact_rows]
+                large = [i for i, q in enumerate(queries) if corpus.sizes[q.session] > search.scan_rows]
                 for label, picked in (
-                    ("exact path", [i for i in range(len(queries)) if i not in set(large)]),
-                    ("HNSW path", large),
+                    ("scan path", [i for i in range(len(queries)) if i not in set(large)]),
+                    ("graph path", large),
                 ):
                     if picked:
                         run.rows.append(
@@ -484,18 +491,11 @@ async def measure_searches(
                 latencies, found = await timed(queries, exact)
                 run.rows.append(summarise(api, kind, "exact scan (ceiling: recall)", latencies, found, truth))
 
-            sql = BEFORE_IN_SESSION if api == "similar" else BEFORE_ELSEWHERE
-            subset = queries[: args.before_queries]
-
-            async def old(q: Query, sql: str = sql) -> list[int]:
-                return entity_ids(await before.fetch(sql, corpus.session_name(q.session), q.vector, -1.0, K))
-
-            latencies, found = await timed(subset, old)
-            run.rows.append(summarise(api, kind, "before", latencies, found, truth[: len(subset)]))
         # One unfiltered index probe per query: the least an index search costs.
         probes = suites[("precedents", "near")]
         truth = ground_truth(corpus, probes, "all", args.rows)
-        # Sort off: on a small table the planner would rather sort than probe the index.
+        # Sort off: on a small table the planner would rather sort than probe the index. The
+        # probe walks the sketch graph once, unfiltered, and re-ranks nothing.
         await raw.execute(f"SET hnsw.ef_search = {search.ef_search}; SET enable_sort = off")
 
         async def probe(q: Query) -> list[int]:
@@ -509,7 +509,9 @@ async def measure_searches(
         # ef_search beyond the first: the searches that walk the index (precedents).
         for ef in args.ef_search[1:]:
             other = await ArenaMemory.connect(
-                dsn, args.dims, search=SearchSettings(search.exact_rows, ef, search.max_scan_tuples)
+                dsn,
+                args.dims,
+                search=SearchSettings(search.scan_rows, search.candidates, ef, search.max_scan_tuples),
             )
             try:
                 for kind in ("near", "unseen"):
@@ -529,16 +531,59 @@ async def measure_searches(
             finally:
                 await other.close()
         run.meta["searches_by_strategy"] = {str(k): v for k, v in memory.searches.items()}
-        run.meta["exact_fallbacks"] = memory.exact_fallbacks
+        run.meta["fallbacks"] = memory.fallbacks
     finally:
         await memory.close()
-        await before.close()
         await raw.close()
+
+
+async def measure_before(
+    run: Run, args: argparse.Namespace, dsn: str, corpus: Corpus, suites: dict[tuple[str, str], list[Query]]
+) -> None:
+    """The previous release's design on the same rows, once heady's searches are done.
+
+    Its graph over the full vectors is built only now: while it exists the planner could also
+    use it for heady's re-rank, which production (migration 003 drops it) never does.
+    """
+    conn = await asyncpg.connect(dsn)
+    try:
+        log(f"[before] building the previous design's HNSW over the vectors (m={args.m})")
+        build = await build_index(conn, args.m, args.ef_construction, args.maintenance_work_mem, vectors=True)
+        await conn.execute("ANALYZE arena_embeddings")
+        run.load["vector_index_build_s"] = round(build, 1)
+        run.load["vector_index_mb"] = round(
+            float(await conn.fetchval(f"SELECT pg_relation_size('{VECTOR_INDEX}') / 1048576.0")), 1
+        )
+    finally:
+        await conn.close()
+    before = await asyncpg.connect(dsn, server_settings=BEFORE_SETTINGS)
+    await register_vector(before)
+    try:
+        for (api, kind), queries in suites.items():
+            subset = queries[: args.before_queries]
+            truth = ground_truth(corpus, subset, api, args.rows)
+            sql = BEFORE_IN_SESSION if api == "similar" else BEFORE_ELSEWHERE
+
+            async def old(q: Query, sql: str = sql) -> list[int]:
+                return entity_ids(await before.fetch(sql, corpus.session_name(q.session), q.vector, -1.0, K))
+
+            latencies, found = await timed(subset, old)
+            run.rows.append(summarise(api, kind, "before", latencies, found, truth))
+    finally:
+        await before.close()
+    # Each api/query group together again, in the order the groups were first measured.
+    first = {}
+    for i, r in enumerate(run.rows):
+        first.setdefault((r.api, r.kind), i)
+    run.rows.sort(key=lambda r: first[(r.api, r.kind)])
 
 
 def settings_of(args: argparse.Namespace) -> SearchSettings:
     return SearchSettings(
-        exact_rows=args.exact_rows, ef_search=args.ef_search[0], max_scan_tuples=args.max_scan_tuples
+        scan_rows=args.scan_rows,
+        candidates=args.candidates,
+        ef_search=args.ef_search[0],
+        max_scan_tuples=args.max_scan_tuples,
     )
 
 
@@ -613,6 +658,7 @@ async def main_run(
         result = await concurrent(dsn, args.dims, settings_of(args), corpus, mixed, clients, args.seconds)
         run.concurrency.append(result)
         log(f"[concurrency] {result}")
+    await measure_before(run, args, dsn, corpus, suites)
 
 
 async def curve_run(
@@ -620,13 +666,13 @@ async def curve_run(
 ) -> None:
     """Recall, latency, build time and live insert rate per (m, ef_construction, ef_search).
 
-    Only searches that take the HNSW path: find_similar of sessions above exact_rows, and
+    Only searches that take the HNSW path: find_similar of sessions above scan_rows, and
     find_precedents.
     """
     dsn = await fresh_database(uri_for, "bench_curve")
     base = args.rows - args.live_rows
     memory, conn = await prepare(run, args, dsn, corpus, base)
-    large = [s for s in range(len(corpus.sizes)) if corpus.sizes[s] > args.exact_rows]
+    large = [s for s in range(len(corpus.sizes)) if corpus.sizes[s] > args.scan_rows]
     suites: dict[tuple[str, str], list[Query]] = {}
     for i, kind in enumerate(("near", "unseen")):
         qs = make_queries(corpus, kind, args.queries * 4, args.seed + 30 + i)
@@ -645,7 +691,10 @@ async def curve_run(
         index_mb = (await sizes_of(conn))["index_mb"]
         for ef in args.ef_search:
             search = SearchSettings(
-                exact_rows=args.exact_rows, ef_search=ef, max_scan_tuples=args.max_scan_tuples
+                scan_rows=args.scan_rows,
+                candidates=args.candidates,
+                ef_search=ef,
+                max_scan_tuples=args.max_scan_tuples,
             )
             probe = await ArenaMemory.connect(dsn, args.dims, search=search)
             point: dict[str, Any] = {
@@ -667,7 +716,7 @@ async def curve_run(
                     latencies, found = await timed(queries, call)
                     row = summarise(api, kind, "heady", latencies, found, truths[(api, kind)])
                     point[f"{api}_{kind}"] = {"recall": row.recall_at_10, "p95_ms": row.p95_ms}
-                point["exact_fallbacks"] = probe.exact_fallbacks
+                point["fallbacks"] = probe.fallbacks
                 point["index_searches"] = probe.searches[Strategy.INDEX]
             finally:
                 await probe.close()
@@ -721,11 +770,11 @@ def markdown(run: Run) -> str:
             "",
             *head,
             "Only searches on the HNSW path: find_similar in sessions above "
-            f"{meta['exact_rows']} rows, and find_precedents; recall@10 against numpy's exact top 10. "
+            f"{meta['scan_rows']} rows, and find_precedents; recall@10 against numpy's exact top 10. "
             f"Live inserts: the last {meta['live_rows']} rows, in batches of {meta['live_batch']}, into the built index.",
             "",
             "| m | ef_construction | build s | index MB | live insert rows/s | ef_search "
-            "| similar near recall / p95 ms | similar unseen | precedents near | precedents unseen | exact fallbacks |",
+            "| similar near recall / p95 ms | similar unseen | precedents near | precedents unseen | fallbacks |",
             "|---:|---:|---:|---:|---:|---:|---|---|---|---|---:|",
         ]
         for p in run.curve:
@@ -737,7 +786,7 @@ def markdown(run: Run) -> str:
                 f"| {p['m']} | {p['ef_construction']} | {p['build_s']} | {p['index_mb']:.0f} "
                 f"| {p['live_insert_rows_per_s']:.0f} | {p['ef_search']} | {cell('similar_near')} "
                 f"| {cell('similar_unseen')} | {cell('precedents_near')} | {cell('precedents_unseen')} "
-                f"| {p['exact_fallbacks']} |"
+                f"| {p['fallbacks']} |"
             )
         return "\n".join(lines) + "\n"
 
@@ -746,19 +795,30 @@ def markdown(run: Run) -> str:
         "# pgvector search benchmark (arena memory)",
         "",
         *head,
-        f"heady: ArenaMemory with exact_rows={meta['exact_rows']}, ef_search={meta['ef_search'][0]}, "
-        f"max_scan_tuples={meta['max_scan_tuples']} (searches by path: {meta['searches_by_strategy']}, "
-        f"exact fallbacks: {meta['exact_fallbacks']}). before: the previous single-statement design "
-        "(planner's choice under prepared statements, ef_search 40). exact scan: the session's rows, "
-        "every distance (recall ceiling). index probe: one unfiltered HNSW search (latency ceiling); "
+        f"heady: ArenaMemory with scan_rows={meta['scan_rows']}, candidates={meta['candidates']}, "
+        f"ef_search={meta['ef_search'][0]}, max_scan_tuples={meta['max_scan_tuples']}: the pool of rows "
+        "nearest by binary sketch (a scan of the session's sketches up to scan_rows rows, else a walk of "
+        "the HNSW graph over the sketches) re-ranked by exact distance "
+        f"(searches by path: {meta['searches_by_strategy']}, fallbacks: {meta['fallbacks']}). "
+        "before: the design of the previous release on the same rows (HNSW over the full vectors, one "
+        "statement left to the planner under prepared statements, ef_search 40). exact scan: the "
+        "session's rows, every distance (recall ceiling). index probe: one unfiltered walk of the sketch "
+        "graph, no re-rank (latency ceiling); "
         "ratio = p95 / the probe's p95. Sessions are picked uniformly; recall@10 against numpy's exact "
         "top 10 in the same run; short = queries returning fewer rows than exist. CPU ms: client plus all "
         "Postgres processes per query (wall-clock latency on a shared machine includes waiting for a core; "
         "CPU time does not).",
         "",
         f"Load: {run.load['rows']} rows bulk at {run.load['bulk_rows_per_s']:.0f} rows/s without the index, "
-        f"index build {run.load['index_build_s']} s; table {run.load['table_mb']:.0f} MB, index "
-        f"{run.load['index_mb']:.0f} MB. Live index: {run.live['rows']} more rows in batches of "
+        f"sketch graph build {run.load['index_build_s']} s; table {run.load['table_mb']:.0f} MB, sketch graph "
+        f"{run.load['index_mb']:.0f} MB"
+        + (
+            f" (the previous design's graph over the vectors: {run.load['vector_index_build_s']} s, "
+            f"{run.load['vector_index_mb']:.0f} MB)"
+            if "vector_index_mb" in run.load
+            else ""
+        )
+        + f". Live index: {run.live['rows']} more rows in batches of "
         f"{run.live['batch']} at {run.live['insert_rows_per_s']:.0f} rows/s while one client searched "
         f"({run.live['searches_meanwhile']} searches, p50 {run.live['search_p50_ms']} ms, "
         f"p95 {run.live['search_p95_ms']} ms).",
@@ -845,11 +905,14 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--queries", type=int, default=200, help="queries per kind")
     p.add_argument("--before-queries", type=int, default=60, help="queries per kind for the old design")
     defaults = SearchSettings()
-    p.add_argument("--exact-rows", type=int, default=defaults.exact_rows)
+    p.add_argument("--scan-rows", type=int, default=defaults.scan_rows)
+    p.add_argument(
+        "--candidates", type=int, default=defaults.candidates, help="rows re-ranked by exact distance"
+    )
     p.add_argument("--ef-search", type=ints, default=[defaults.ef_search], help="first one for the main run")
     p.add_argument("--max-scan-tuples", type=int, default=defaults.max_scan_tuples)
     p.add_argument("--m", type=int, default=16, help="HNSW m (pgvector default 16)")
-    p.add_argument("--ef-construction", type=int, default=128, help="HNSW ef_construction (as migration 002)")
+    p.add_argument("--ef-construction", type=int, default=128, help="HNSW ef_construction (as migration 003)")
     p.add_argument("--live-rows", type=int, default=2_000, help="rows inserted into the live index")
     p.add_argument("--live-batch", type=int, default=20, help="rows per store_many into the live index")
     p.add_argument("--batch", type=int, default=500, help="rows per store_many in the bulk load")
@@ -871,7 +934,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.rows, args.dims, args.sessions, args.clusters, args.unseen_clusters = 3_000, 64, 12, 60, 6
         args.rank, args.queries, args.before_queries, args.live_rows = 16, 20, 10, 100
-        args.exact_rows, args.clients, args.seconds = 300, [1, 4], 0.5
+        args.scan_rows, args.clients, args.seconds = 300, [1, 4], 0.5
         args.grid = args.grid[:1]
         args.shared_buffers, args.maintenance_work_mem = "128MB", "256MB"
         args.name += "-quick"

@@ -154,7 +154,7 @@ class ResilientMemory:
     ) -> ResilientMemory:
         """Memory that connects to `dsn` and applies the migrations when it connects.
 
-        search (exact-scan size, ef_search, max_scan_tuples) applies to every search.
+        search (scan size, re-rank pool, ef_search, max_scan_tuples) applies to every search.
         """
 
         async def connect() -> ArenaMemory:

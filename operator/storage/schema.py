@@ -99,6 +99,9 @@ async def migrate(
     applied_now: list[str] = []
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _ADVISORY_LOCK_ID)
+        # Before any migration: a later one uses functions an old pgvector lacks, and its error
+        # ("function binary_quantize does not exist") would not say what to do.
+        await _check_pgvector(conn)
         await conn.execute(_CREATE_LEDGER)
         rows = await conn.fetch("SELECT version, checksum FROM schema_migrations")
         ledger = {row["version"]: row["checksum"] for row in rows}
@@ -119,13 +122,8 @@ async def migrate(
                 migration.checksum,
             )
             applied_now.append(migration.version)
-        installed = await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
-        if installed is not None:
-            available = await conn.fetchval(
-                "SELECT default_version FROM pg_available_extensions WHERE name = 'vector'"
-            )
-            # Raised inside the transaction: nothing of this run's migrations stays behind.
-            check_pgvector_version(installed, available)
+        # Raised inside the transaction: nothing of this run's migrations stays behind.
+        await _check_pgvector(conn)
         actual = await embedding_dimensions(conn)
         if actual is not None and actual != dimensions:
             raise SchemaError(
@@ -134,6 +132,18 @@ async def migrate(
                 "(re-embed everything) before changing it"
             )
     return applied_now
+
+
+async def _check_pgvector(conn: asyncpg.Connection) -> None:
+    installed = await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+    available = await conn.fetchval(
+        "SELECT default_version FROM pg_available_extensions WHERE name = 'vector'"
+    )
+    if installed is not None:
+        check_pgvector_version(installed, available)
+    elif available is not None:
+        # Not created yet: migration 001 creates the extension at the package's default version.
+        check_pgvector_version(available, available)
 
 
 async def embedding_dimensions(conn: asyncpg.Connection) -> int | None:

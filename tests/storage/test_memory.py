@@ -86,22 +86,46 @@ async def test_the_vector_extension_works(dsn: str) -> None:
 async def test_migrations_apply_once(dsn: str) -> None:
     mem = await ArenaMemory.connect(dsn, DIMS)
     try:
-        assert await mem.migrate() == ["001", "002"]
+        assert await mem.migrate() == ["001", "002", "003"]
         assert await mem.migrate() == []
     finally:
         await mem.close()
     conn = await asyncpg.connect(dsn)
     try:
-        assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 2
-        column = await conn.fetchval(
-            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-            "WHERE attrelid = 'arena_embeddings'::regclass AND attname = 'embedding'"
+        assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 3
+        columns = {
+            row["attname"]: row["type"]
+            for row in await conn.fetch(
+                "SELECT attname, format_type(atttypid, atttypmod) AS type FROM pg_attribute "
+                "WHERE attrelid = 'arena_embeddings'::regclass AND attname IN ('embedding', 'sketch')"
+            )
+        }
+        assert columns == {"embedding": f"vector({DIMS})", "sketch": f"bit({DIMS})"}
+        indexes = {
+            row["indexname"]: row["indexdef"]
+            for row in await conn.fetch(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'arena_embeddings'"
+            )
+        }
+        assert (
+            "USING hnsw (sketch bit_hamming_ops) WITH (m='16', ef_construction='128')"
+            in (indexes["arena_embeddings_sketch_hnsw"])
         )
-        assert column == f"vector({DIMS})"
-        index = await conn.fetchval(
-            "SELECT indexdef FROM pg_indexes WHERE indexname = 'arena_embeddings_embedding_hnsw'"
-        )
-        assert "USING hnsw (embedding vector_cosine_ops) WITH (m='16', ef_construction='128')" in index
+        assert "(session) INCLUDE (id, sketch)" in indexes["arena_embeddings_session_sketch"]
+        # The graph over the full vectors is gone: nothing searches it.
+        assert "arena_embeddings_embedding_hnsw" not in indexes
+    finally:
+        await conn.close()
+
+
+@pytest.mark.postgres
+async def test_sketches_follow_the_embedding(memory: ArenaMemory, dsn: str) -> None:
+    await memory.store(record("q1", embedding=[1, -1, 0, 2, -3, 1, 1, -1]))
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT sketch::text FROM arena_embeddings") == "10010110"
+        await memory.store(record("q1", embedding=[-1, 1, 0, 2, -3, 1, 1, 1]))  # same identity, new vector
+        assert await conn.fetchval("SELECT sketch::text FROM arena_embeddings") == "01010111"
     finally:
         await conn.close()
 
@@ -227,12 +251,18 @@ async def _two_sessions(mem: ArenaMemory) -> list[float]:
     return query
 
 
+# A re-rank pool as large as a session makes a search of it exact: these tests check which
+# path runs and that the paths agree; recall with a realistic pool is the next test's business
+# (8-bit sketches order nothing usefully) and the benchmark's.
+WHOLE = 600
+
+
 @pytest.mark.postgres
-async def test_a_large_session_is_searched_through_the_hnsw_index_with_an_iterative_scan(dsn: str) -> None:
+async def test_a_large_session_walks_the_sketch_graph_with_an_iterative_scan(dsn: str) -> None:
     """The 100 nearest rows overall all belong to session b, yet a search of a finds a's rows."""
-    mem = await ArenaMemory.connect(dsn, DIMS, search=SearchSettings(exact_rows=100))
+    mem = await ArenaMemory.connect(dsn, DIMS, search=SearchSettings(scan_rows=100, candidates=WHOLE))
     await mem.migrate()
-    exact = await ArenaMemory.connect(dsn, DIMS, search=SearchSettings(exact_rows=10_000))
+    scan = await ArenaMemory.connect(dsn, DIMS, search=SearchSettings(scan_rows=10_000, candidates=WHOLE))
     try:
         query = await _two_sessions(mem)
         for _ in range(8):  # past the five executions after which Postgres may go generic
@@ -241,30 +271,32 @@ async def test_a_large_session_is_searched_through_the_hnsw_index_with_an_iterat
         assert {e.session for e in found} == {"a"}
         assert [e.similarity for e in found] == sorted((e.similarity for e in found), reverse=True)
         assert mem.searches[Strategy.INDEX] == 8
-        assert mem.exact_fallbacks == 0
-        assert "arena_embeddings_embedding_hnsw" in await mem.explain("a", query)
-        # The exact search agrees (relaxed order from the walk was restored).
-        reference = await exact.find_similar("a", query, threshold=-1.0, limit=10)
-        assert exact.searches[Strategy.EXACT] == 1
+        assert mem.fallbacks == 0
+        assert "arena_embeddings_sketch_hnsw" in await mem.explain("a", query)
+        # The scan of the session agrees.
+        reference = await scan.find_similar("a", query, threshold=-1.0, limit=10)
+        assert scan.searches[Strategy.SCAN] == 1
         assert [e.id for e in found] == [e.id for e in reference]
     finally:
         await mem.close()
-        await exact.close()
+        await scan.close()
 
     conn = await asyncpg.connect(dsn)
     try:
         await register_vector(conn)
         async with conn.transaction():
-            # What pgvector < 0.8 does: the walk stops after ef_search rows, all from session b.
-            await conn.execute("SET LOCAL enable_sort = off; SET LOCAL hnsw.iterative_scan = off")
-            assert await conn.fetch(SIMILAR_IN_SESSION, "a", query, 10) == []
+            # What pgvector < 0.8 does: the walk stops after ef_search rows, mostly from session b.
+            await conn.execute(
+                "SET LOCAL enable_sort = off; SET LOCAL hnsw.iterative_scan = off; SET LOCAL hnsw.ef_search = 10"
+            )
+            assert len(await conn.fetch(SIMILAR_IN_SESSION, "a", query, 10, WHOLE)) < 10
     finally:
         await conn.close()
 
 
 @pytest.mark.postgres
 async def test_plans_are_pinned_per_strategy(dsn: str) -> None:
-    mem = await ArenaMemory.connect(dsn, DIMS, search=SearchSettings(exact_rows=1_000))
+    mem = await ArenaMemory.connect(dsn, DIMS, search=SearchSettings(scan_rows=1_000))
     try:
         await mem.migrate()
         query = await _two_sessions(mem)
@@ -274,18 +306,19 @@ async def test_plans_are_pinned_per_strategy(dsn: str) -> None:
             await conn.execute("ANALYZE arena_embeddings")
         finally:
             await conn.close()
-        # A small session: its rows through the identity index, every distance computed, no HNSW.
+        # A small session: its sketches from the covering index, no graph.
         small = await mem.explain("a", query)
-        assert "arena_embeddings_identity" in small
-        assert "arena_embeddings_embedding_hnsw" not in small
-        assert "Sort" in small
-        # Once the session is larger than exact_rows: the HNSW index, whatever the costs say.
-        mem.search = SearchSettings(exact_rows=100)
+        assert "Index Only Scan using arena_embeddings_session_sketch" in small
+        assert "arena_embeddings_sketch_hnsw" not in small
+        # The re-rank looks its rows up by primary key, never scanning the table.
+        assert "Index Cond: (id = ANY" in small
+        # Once the session is larger than scan_rows: the graph, whatever the costs say.
+        mem.search = SearchSettings(scan_rows=100)
         large = await mem.explain("a", query)
-        assert "Index Scan using arena_embeddings_embedding_hnsw" in large
-        assert "Sort" not in large
-        # Precedents always walk the index.
-        assert "Index Scan using arena_embeddings_embedding_hnsw" in await mem.explain(
+        assert "Index Scan using arena_embeddings_sketch_hnsw" in large
+        assert "arena_embeddings_session_sketch" not in large
+        # Precedents always walk the graph.
+        assert "Index Scan using arena_embeddings_sketch_hnsw" in await mem.explain(
             "a", query, precedents=True
         )
     finally:
@@ -293,20 +326,61 @@ async def test_plans_are_pinned_per_strategy(dsn: str) -> None:
 
 
 @pytest.mark.postgres
-async def test_a_walk_that_gives_up_is_redone_exactly(dsn: str) -> None:
-    mem = await ArenaMemory.connect(dsn, DIMS, search=SearchSettings(exact_rows=100, max_scan_tuples=20))
+async def test_a_walk_that_comes_back_short_is_redone_by_a_scan(dsn: str) -> None:
+    # scan_rows 0: every session walks the graph first.
+    mem = await ArenaMemory.connect(dsn, DIMS, search=SearchSettings(scan_rows=0, candidates=WHOLE))
     try:
         await mem.migrate()
         query = await _two_sessions(mem)
-        found = await mem.find_similar("a", query, threshold=-1.0, limit=10)
-        assert len(found) == 10
-        assert {e.session for e in found} == {"a"}
-        assert mem.exact_fallbacks == 1
-        # Precedents of b lie in a and t, far down the walk from b's cluster.
-        precedents = await mem.find_precedents("b", query, threshold=-1.0, limit=5)
-        assert precedents[0].entity_id == "tiny"
-        assert {e.session for e in precedents} == {"a", "t"}
-        assert mem.exact_fallbacks == 2
+        # One row in session t: the walk cannot bring ten, so the session is scanned.
+        found = await mem.find_similar("t", query, threshold=-1.0, limit=10)
+        assert [e.entity_id for e in found] == ["tiny"]
+        assert (mem.searches[Strategy.INDEX], mem.fallbacks) == (1, 1)
+        # More precedents asked for than exist elsewhere: every distance, all 601 rows.
+        precedents = await mem.find_precedents("a", query, threshold=-1.0, limit=700)
+        assert {e.session for e in precedents} == {"b", "t"} and len(precedents) == 601
+        assert mem.fallbacks == 2
+    finally:
+        await mem.close()
+
+
+@pytest.mark.postgres
+async def test_re_ranked_sketches_find_the_true_neighbours(dsn: str) -> None:
+    """With realistic dimensions the default pool finds what an exact search finds."""
+    dims, rng = 256, random.Random(11)
+    centres = [[rng.gauss(0, 1) for _ in range(dims)] for _ in range(20)]
+
+    def point(centre: list[float]) -> list[float]:
+        return [c + rng.gauss(0, 0.7) for c in centre]
+
+    mem = await ArenaMemory.connect(dsn, dims, search=SearchSettings(scan_rows=1_500))
+    try:
+        await mem.migrate()
+        rows = {
+            session: [point(centres[rng.randrange(20)]) for _ in range(size)]
+            for session, size in (("small", 150), ("mid", 1_200), ("big", 3_000))
+        }
+        for session, vectors in rows.items():
+            await mem.store_many(
+                MemoryRecord(session, "r", "answer", f"{session}-{i}", f"{session} {i}", v)
+                for i, v in enumerate(vectors)
+            )
+
+        def cosine(a: list[float], b: list[float]) -> float:
+            return sum(x * y for x, y in zip(a, b, strict=True)) / math.sqrt(
+                sum(x * x for x in a) * sum(y * y for y in b)
+            )
+
+        hits = total = 0
+        for session, vectors in rows.items():
+            for _ in range(10):
+                query = point(centres[rng.randrange(20)])
+                truth = sorted(range(len(vectors)), key=lambda i: -cosine(query, vectors[i]))[:10]
+                found = await mem.find_similar(session, query, threshold=-1.0, limit=10)
+                hits += len({f"{session}-{i}" for i in truth} & {e.entity_id for e in found})
+                total += 10
+        assert mem.searches[Strategy.SCAN] == 20 and mem.searches[Strategy.INDEX] == 10
+        assert hits / total >= 0.95
     finally:
         await mem.close()
 
@@ -459,13 +533,15 @@ async def test_a_postgres_that_comes_back_empty_gets_its_schema_before_the_repla
 
 
 def test_search_settings_are_checked() -> None:
-    SearchSettings(exact_rows=0, ef_search=1000, max_scan_tuples=1)
-    with pytest.raises(ValueError, match="exact_rows"):
-        SearchSettings(exact_rows=-1)
+    SearchSettings(scan_rows=0, candidates=1, ef_search=1000, max_scan_tuples=1)
+    with pytest.raises(ValueError, match="scan_rows"):
+        SearchSettings(scan_rows=-1)
+    with pytest.raises(ValueError, match="candidates"):
+        SearchSettings(candidates=0)
     with pytest.raises(ValueError, match=r"1\.\.1000"):
         SearchSettings(ef_search=1001)
     with pytest.raises(ValueError, match="max_scan_tuples"):
         SearchSettings(max_scan_tuples=0)
     # Every search pins all planner switches, since several statements share a transaction.
-    for name in ("enable_seqscan", "enable_indexscan", "enable_sort", "plan_cache_mode"):
-        assert f"SET LOCAL {name} =" in SearchSettings().index_scan()
+    for name in ("enable_seqscan", "enable_indexscan", "enable_bitmapscan", "enable_sort", "plan_cache_mode"):
+        assert f"SET LOCAL {name} =" in SearchSettings().index_walk()
