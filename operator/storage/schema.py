@@ -22,6 +22,9 @@ MAX_INDEXED_DIMENSIONS = 2000
 MIN_PGVECTOR = (0, 8, 0)
 # Serialises concurrent runners (two operator replicas starting together); any fixed number.
 _ADVISORY_LOCK_ID = int.from_bytes(b"headymig", "big")
+# A migration may rewrite the table (003 adds a stored column): far longer than the pool's
+# command timeout on a filled table, so migrations get their own bound.
+MIGRATION_TIMEOUT_SECONDS = 3600.0
 _FILE_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 
 _CREATE_LEDGER = """
@@ -98,7 +101,11 @@ async def migrate(
     todo = load_migrations() if migrations is None else migrations
     applied_now: list[str] = []
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _ADVISORY_LOCK_ID)
+        # A statement_timeout meant for searches (server_settings) must not cut a migration short.
+        await conn.execute("SET LOCAL statement_timeout = 0")
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock($1)", _ADVISORY_LOCK_ID, timeout=MIGRATION_TIMEOUT_SECONDS
+        )
         # Before any migration: a later one uses functions an old pgvector lacks, and its error
         # ("function binary_quantize does not exist") would not say what to do.
         await _check_pgvector(conn)
@@ -114,7 +121,7 @@ async def migrate(
                         "add a new migration instead of editing an applied one"
                     )
                 continue
-            await conn.execute(migration.render(dimensions))
+            await conn.execute(migration.render(dimensions), timeout=MIGRATION_TIMEOUT_SECONDS)
             await conn.execute(
                 "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
                 migration.version,

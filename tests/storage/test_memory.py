@@ -131,6 +131,31 @@ async def test_sketches_follow_the_embedding(memory: ArenaMemory, dsn: str) -> N
 
 
 @pytest.mark.postgres
+async def test_a_filled_table_gets_its_sketches_on_upgrade(dsn: str) -> None:
+    """A database of the previous release (migrations 001-002, rows in it) moves to sketches."""
+    from heady_operator.storage.schema import migrate
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate(conn, DIMS, load_migrations()[:2])
+        await register_vector(conn)
+        await conn.executemany(
+            "INSERT INTO arena_embeddings (session, repo_name, entity_type, entity_id, content_hash, embedding)"
+            " VALUES ('old', 'r', 'answer', $1, $1, $2)",
+            [(f"e{i}", direction(i)) for i in range(0, 90, 10)],
+        )
+    finally:
+        await conn.close()
+    mem = await ArenaMemory.connect(dsn, DIMS, server_settings={"statement_timeout": "5s"})
+    try:
+        assert await mem.migrate() == ["003"]
+        found = await mem.find_similar("old", E0, threshold=-1.0, limit=3)
+        assert [e.entity_id for e in found] == ["e0", "e10", "e20"]
+    finally:
+        await mem.close()
+
+
+@pytest.mark.postgres
 async def test_a_different_dimension_setting_is_refused(dsn: str) -> None:
     first = await ArenaMemory.connect(dsn, DIMS)
     await first.migrate()
