@@ -74,10 +74,10 @@ def read_counts(files: Iterable[Path], by: str = "app", trigger: str | None = No
 
 
 def names(keys: Iterable[str], prefix: str) -> dict[str, str]:
-    """A short DNS-label name per key: `prefix-` and the hash's first 8 characters, longer where
-    two keys would share a name."""
+    """A short DNS-label name per key: `prefix-` and the first 8 characters of its (app's or
+    function's) hash, longer where two keys would share a name."""
     keys = sorted(keys)
-    short = {k: dns_label(k.replace("/", "-"), "x") for k in keys}
+    short = {k: dns_label(k.rsplit("/", 1)[-1], "x") for k in keys}
     for width in (8, 12, 16, 24, 40, 63 - len(prefix) - 1):
         taken = {k: f"{prefix}-{short[k][:width]}".rstrip("-") for k in keys}
         if len(set(taken.values())) == len(taken):
