@@ -75,7 +75,9 @@ def test_access_log_options(tmp_path: Path) -> None:
     log = tmp_path / "access.log"
     log.write_text(ACCESS_LOG)
     out = tmp_path / "trace.csv"
-    assert clf.main([str(log), "-o", str(out), "--gap", "7200", "--exclude", r"(?i)\.gif$", "--depth", "2"]) == 0
+    assert (
+        clf.main([str(log), "-o", str(out), "--gap", "7200", "--exclude", r"(?i)\.gif$", "--depth", "2"]) == 0
+    )
     trace = load_trace_csv(out)
     # The .gif hits are gone; with a 2 h gap h1 stays in one session.
     assert sorted((e.user, e.service, e.start, e.duration) for e in trace.events) == [
