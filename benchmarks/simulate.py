@@ -354,6 +354,11 @@ def _prediction_section(rows: dict[str, dict[str, Any]], hs: dict[str, Any]) -> 
             "of always-peak for pre-escalations; SLA violations "
             f"{pred['sla_violation_pct'] - react['sla_violation_pct']:+.2f} points"
         )
+    if "predicted_peak_service_seconds" in p:
+        lines.append(
+            f"- held at peak on a prediction alone: {p['predicted_peak_service_seconds']:.0f} service-seconds "
+            f"({p.get('hits', 0)} of the predicted moves came)"
+        )
     lines += [
         f"- model settings (operator defaults): threshold {hs['prediction_threshold']}, "
         f"min observations {hs['prediction_min_observations']}, TTL {hs['prediction_ttl_seconds']} s; "
@@ -709,7 +714,7 @@ def main() -> None:
     parser.add_argument("--default-replicas", type=int, default=1)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--hours", type=float, default=8.0)
-    parser.add_argument("--users", type=int, default=16, help="workday: users; browsing: hosts x 25")
+    parser.add_argument("--users", type=int, default=16, help="workday: users; browsing: hosts / 10")
     parser.add_argument(
         "--spikes", type=int, default=TraceShape.spikes, help="bursts of many users on one service"
     )
@@ -756,7 +761,7 @@ def main() -> None:
     def generated(profile: str) -> Trace:
         if profile == "browsing":
             # --users scales the host count: a browsing day has many more hosts than a team has users.
-            shape = BrowsingShape(seed=args.seed, hours=args.hours, hosts=25 * args.users)
+            shape = BrowsingShape(seed=args.seed, hours=args.hours, hosts=10 * args.users)
             return with_baseline_ratio(generate_browsing_trace(shape), ratio)
         shape = TraceShape(seed=args.seed, hours=args.hours, users=args.users, spikes=args.spikes)
         return with_baseline_ratio(generate_trace(shape), ratio)

@@ -288,9 +288,9 @@ class BrowsingShape:
 
     seed: int = 7
     hours: float = 8.0
-    hosts: int = 400
+    hosts: int = 160
     services: int = 12
-    zipf: float = 1.2  # popularity of the k-th section ~ 1 / k^zipf
+    zipf: float = 1.4  # popularity of the k-th section ~ 1 / k^zipf
     dwell_median_s: float = 300.0
     dwell_sigma: float = 1.2
     dwell_max_s: float = 3 * 3600.0
@@ -626,7 +626,7 @@ class Run:
     resizes: int
     # heady only: service -> [(t, why)], what the planner decided (for blaming violations).
     reasons: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
-    predictions: dict[str, int] | None = None
+    predictions: dict[str, float] | None = None
 
 
 def account(trace: Trace, run: Run) -> dict[str, Any]:
@@ -1005,6 +1005,8 @@ async def simulate_heady(
     resizes = 0
     seq = 0
     seen_predictions: set[tuple[str, str]] = set()
+    # Service-seconds at (or on the way to) peak on a prediction alone: what prediction spends.
+    predicted = {"since": 0.0, "services": 0, "seconds": 0.0}
 
     pods_of: dict[str, list[str]] = {}
     for pod, svc_name in svc_of.items():
@@ -1012,6 +1014,13 @@ async def simulate_heady(
 
     def handle(plan: Plan, t: float) -> None:
         nonlocal resizes, seq
+        predicted["seconds"] += (t - predicted["since"]) * predicted["services"]
+        predicted["since"] = t
+        predicted["services"] = sum(
+            1
+            for d in plan.services.values()
+            if d.granted and getattr(getattr(d, "signal", None), "source", None) == PREDICTOR
+        )
         for name, why in causes(plan, services, pods_of).items():
             if not reasons[name] or reasons[name][-1][1] != why:
                 reasons[name].append((t, why))
@@ -1062,6 +1071,9 @@ async def simulate_heady(
             "hits": sum(ctl.model.hits.values()),
             "misses": sum(ctl.model.misses.values()),
             "transitions": transitions(trace),
+            "predicted_peak_service_seconds": round(
+                predicted["seconds"] + (trace.duration - predicted["since"]) * predicted["services"], 1
+            ),
         }
     return Run(
         "heady-predictive" if prediction else "heady-reactive",
