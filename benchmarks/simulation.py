@@ -1,4 +1,4 @@
-"""Allocation-quality simulation: the same attention trace under six allocation policies.
+"""Allocation-quality simulation: the same attention trace under seven allocation policies.
 
 A trace is a list of attention events (time, service, intensity, duration, user) over a set of
 services with peak requests. Each policy turns the trace into a step timeline of the requests
@@ -7,6 +7,9 @@ the time each service had attention with the time all its pods were at peak.
 
 Policies:
 - always-peak: every pod at peak all the time (what you run without heady).
+- oracle: peak exactly while attended, with no delay. It knows the future, so nothing real can
+  match it; its saving is the most any policy can save without an SLA violation, and the report
+  gives every policy's saving as a share of it.
 - static-baseline: every pod at baseline (peak x baselineRatio) all the time, never raised.
 - heady-reactive / heady-predictive: the operator's own ClusterState and IncrementalPlanner on a
   virtual clock, planning with the pure `plan_levels` and the TransitionModel exactly as in the
@@ -25,7 +28,9 @@ Policies:
   stabilisation window. Replicas are modelled as the equivalent capacity: the same two levels.
 
 Demand for the usage-driven policies is the attention itself: a service needs peak exactly while
-someone attends to it, so every policy is scored against the same need.
+someone attends to it, so every policy is scored against the same need. Attention below the
+operator's attention threshold is no demand (heady escalates nothing for it); the report counts
+it apart. heady's shortfalls are blamed on what its planner decided at the time (`causes`).
 """
 
 from __future__ import annotations
