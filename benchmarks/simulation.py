@@ -58,7 +58,7 @@ from heady_operator.kube import objects as kobj
 from heady_operator.kube.convert import resize_patch
 from heady_operator.models.common import MAX_SIGNAL_SECONDS, PriorityLevel
 from heady_operator.models.headyservice import HeadyServiceSpec
-from heady_operator.models.quantity import format_cpu, format_memory
+from heady_operator.models.quantity import cpu_millis, format_cpu, format_memory, memory_bytes
 from heady_operator.planning.incremental import IncrementalPlanner
 from heady_operator.planning.levels import (
     PREDICTOR,
@@ -67,6 +67,7 @@ from heady_operator.planning.levels import (
     Plan,
     Reason,
     baseline_of,
+    pod_requests,
 )
 from heady_operator.planning.prediction import known_user
 from heady_operator.reconcile.escalation import policy_of
@@ -975,6 +976,8 @@ async def simulate_heady(
     ctl = ClusterState(cfg, IncrementalPlanner(policy_of(cfg)), clock)
     planner = ctl.planner
     node, objects, bodies = _bodies(trace, node_room)
+    allocatable = node["status"]["allocatable"]
+    room = Amount(cpu_millis(allocatable["cpu"]), memory_bytes(allocatable["memory"]))
     ctl.on_node("ADDED", kobj.from_dict(kobj.Node, node))
     for kind, body in objects:
         if kind == "workload":
@@ -1026,7 +1029,7 @@ async def simulate_heady(
             for d in plan.services.values()
             if d.granted and getattr(getattr(d, "signal", None), "source", None) == PREDICTOR
         )
-        for name, why in causes(plan, services, pods_of).items():
+        for name, why in causes(plan, services, pods_of, cfg.max_high_priority_escalations, room).items():
             if not reasons[name] or reasons[name][-1][1] != why:
                 reasons[name].append((t, why))
         for d in plan.resizes:
@@ -1097,23 +1100,34 @@ def run_heady(
 
 
 def causes(
-    plan: Plan, services: Mapping[str, SimService], pods_of: Mapping[str, list[str]]
+    plan: Plan,
+    services: Mapping[str, SimService],
+    pods_of: Mapping[str, list[str]],
+    max_high: int = 2,
+    node_room: Amount | None = None,
 ) -> dict[str, str]:
     """Why each service of `plan` is (or may be) short of peak, as a cause key (CAUSE_LABELS).
 
     Derived from the planner's decisions alone: granted -> the resize is on its way, unless a pod
     was held at baseline (its pod reason, e.g. NodeCapacity); waiting for a slot or room that a
-    predicted escalation holds -> PredictionHeldSlot; a rest -> split by whether anything else
-    waited then; any other reason is kept as the planner names it, so a new one shows up as
-    itself instead of breaking the simulator."""
+    predicted escalation holds -> PredictionHeldSlot; any other reason is kept as the planner
+    names it, so a new one shows up as itself instead of breaking the simulator.
+
+    A rest (MaxPeakTime) is split by whether it shared anything: it did when the service is
+    high-priority and, without it, `max_high` other high-priority services want peak (one waits, or
+    took its slot), or when the node (allocatable `node_room`) lacks the room for its pods' peak
+    with everything else as planned. Otherwise nothing waited and the rest only cost attention."""
     out: dict[str, str] = {}
-    predicted = False  # a prediction alone holds a high-priority slot or node room
+    predicted = False  # a prediction alone holds a high-priority slot
+    high_wanting: set[str] = set()
     for key, d in plan.services.items():
+        svc = services.get(key[1])
+        high = svc is not None and PriorityLevel(svc.priority).is_high
+        if high and d.wants_peak:
+            high_wanting.add(key[1])
         sig = getattr(d, "signal", None)
-        if d.granted and sig is not None and getattr(sig, "source", None) == PREDICTOR:
-            svc = services.get(key[1])
-            if svc is not None and PriorityLevel(svc.priority).is_high:
-                predicted = True
+        if d.granted and high and sig is not None and getattr(sig, "source", None) == PREDICTOR:
+            predicted = True
         if not d.granted:
             out[key[1]] = str(d.reason)
             continue
@@ -1126,18 +1140,33 @@ def causes(
         out[key[1]] = (
             str(Reason.NODE_CAPACITY) if str(Reason.NODE_CAPACITY) in held else min(held, default=ACTUATING)
         )
-    if any(str(Reason.NODE_CAPACITY) == why for why in out.values()):
-        # Node room is shared by everyone escalated; a predicted one holds some of it.
+    if str(Reason.NODE_CAPACITY) in out.values():
+        # Node room is shared by everyone escalated; a predicted escalation holds some of it.
         predicted = predicted or any(
-            getattr(getattr(d, "signal", None), "source", None) == PREDICTOR and d.granted
+            d.granted and getattr(getattr(d, "signal", None), "source", None) == PREDICTOR
             for d in plan.services.values()
         )
-    waiting = {name for name, why in out.items() if why in WAITING}
+    free: tuple[int, int] | None = None
+    if node_room is not None and str(Reason.MAX_PEAK_TIME) in out.values():
+        used = [pod_requests(pd.target) for pd in plan.pods.values()]
+        free = (
+            (node_room.cpu or 0) - sum(u.cpu or 0 for u in used),
+            (node_room.memory or 0) - sum(u.memory or 0 for u in used),
+        )
     for name, why in out.items():
         if why in WAITING and predicted:
             out[name] = PREDICTION_HELD_SLOT
         elif why == str(Reason.MAX_PEAK_TIME):
-            out[name] = REST_OTHERS_WAITING if waiting - {name} else REST_NOTHING_WAITING
+            svc = services.get(name)
+            shared = False
+            if svc is not None:
+                if PriorityLevel(svc.priority).is_high:
+                    shared = len(high_wanting - {name}) >= max_high
+                if free is not None and not shared:
+                    extra_cpu = (svc.peak_cpu_m - (svc.baseline.cpu or 0)) * svc.replicas
+                    extra_mem = (svc.peak_memory - (svc.baseline.memory or 0)) * svc.replicas
+                    shared = free[0] < extra_cpu or free[1] < extra_mem
+            out[name] = REST_OTHERS_WAITING if shared else REST_NOTHING_WAITING
     return out
 
 

@@ -44,6 +44,8 @@ from benchmarks.simulation import (
 )
 from heady_operator.planning.levels import (
     PREDICTOR,
+    Amount,
+    ContainerResources,
     Level,
     Memory,
     Plan,
@@ -228,6 +230,10 @@ SERVICES = {
 PODS = {name: svc.pods() for name, svc in SERVICES.items()}
 
 
+def _target(amount: Amount) -> tuple[ContainerResources, ...]:
+    return (ContainerResources("app", amount, amount),)
+
+
 def _plan(*decisions: ServiceDecision, pods: dict[tuple[str, str], PodDecision] | None = None) -> Plan:
     return Plan({d.key: d for d in decisions}, pods or {})
 
@@ -242,12 +248,40 @@ def test_causes_name_what_the_planner_decided() -> None:
     out = causes(plan, SERVICES, PODS)
     assert out["h1"] == out["h2"] == ACTUATING
     assert out["h3"] == str(Reason.HIGH_PRIORITY_LIMIT)
-    assert out["m"] == REST_OTHERS_WAITING  # h3 waited for a slot while m rested
+    # m is medium: its rest frees no high-priority slot, and the node (unknown here) is no limit.
+    assert out["m"] == REST_NOTHING_WAITING
 
 
-def test_a_rest_while_nothing_waits_and_a_slot_held_by_a_prediction() -> None:
-    alone = causes(_plan(_decision("m", False, Reason.MAX_PEAK_TIME, "ui")), SERVICES, PODS)
-    assert alone["m"] == REST_NOTHING_WAITING
+def test_a_rest_shares_a_slot_only_when_others_want_it() -> None:
+    # h1 rests while h2 and h3 want peak: without it one of them would wait for a slot.
+    plan = _plan(
+        _decision("h1", False, Reason.MAX_PEAK_TIME, "ui"),
+        _decision("h2", True, Reason.ATTENTION, "ui"),
+        _decision("h3", True, Reason.ATTENTION, "ui"),
+    )
+    assert causes(plan, SERVICES, PODS)["h1"] == REST_OTHERS_WAITING
+    alone = _plan(
+        _decision("h1", False, Reason.MAX_PEAK_TIME, "ui"), _decision("h2", True, Reason.ATTENTION, "ui")
+    )
+    assert causes(alone, SERVICES, PODS)["h1"] == REST_NOTHING_WAITING
+
+
+def test_a_rest_shares_node_room_only_when_the_node_lacks_it() -> None:
+    m = SERVICES["m"]
+    base = m.baseline
+    pods = {
+        ("sim", pod): PodDecision(("sim", pod), Level.BASELINE, Reason.MAX_PEAK_TIME, _target(base), False)
+        for pod in PODS["m"]
+    }
+    plan = _plan(_decision("m", False, Reason.MAX_PEAK_TIME, "ui", pods=(2, 0)), pods=pods)
+    used = Amount(2 * (base.cpu or 0), 2 * (base.memory or 0))
+    roomy = Amount((used.cpu or 0) + 2 * m.peak_cpu_m, (used.memory or 0) + 2 * m.peak_memory)
+    tight = Amount((used.cpu or 0) + 100, roomy.memory)  # 100m free: not enough for 2 x 100m extra
+    assert causes(plan, SERVICES, PODS, node_room=roomy)["m"] == REST_NOTHING_WAITING
+    assert causes(plan, SERVICES, PODS, node_room=tight)["m"] == REST_OTHERS_WAITING
+
+
+def test_a_slot_held_by_a_prediction() -> None:
     plan = _plan(
         _decision("h1", True, Reason.ATTENTION, PREDICTOR),
         _decision("h2", True, Reason.ATTENTION, "ui"),
