@@ -1,17 +1,19 @@
 """heady-sim: replay an attention trace under seven allocation policies and compare them.
 
-    .venv/bin/python benchmarks/simulate.py                       # generated 8 h working day
+    .venv/bin/python benchmarks/simulate.py                       # the full run (--suite, below)
+    .venv/bin/python benchmarks/simulate.py --profile workday     # generated 8 h working day, one report
     .venv/bin/python benchmarks/simulate.py --profile browsing    # generated browsing day (sticky, many hosts)
-    .venv/bin/python benchmarks/simulate.py --baseline-ratio 0.5  # baseline at 50% of peak
-    .venv/bin/python benchmarks/simulate.py --sweep               # the saving vs SLA frontier, ratios 0.5..0.95
-    .venv/bin/python benchmarks/simulate.py --suite               # both profiles at 0.9 and 0.5 + both sweeps
+    .venv/bin/python benchmarks/simulate.py --profile browsing --baseline-ratio 0.5
+    .venv/bin/python benchmarks/simulate.py --profile workday --sweep   # saving vs SLA frontier, ratios 0.5..0.95
+    .venv/bin/python benchmarks/simulate.py --suite               # both profiles: sweeps, reports at 0.9 and 0.5, summary
     .venv/bin/python benchmarks/simulate.py --trace my.csv        # a trace CSV (benchmarks/traces/README.md)
     .venv/bin/python benchmarks/simulate.py --quick               # 1 h, a few users, into a temp dir (seconds)
 
 Policies, accounting and the modelling choices are described in benchmarks/simulation.py; the
 trace format and converters from public logs in benchmarks/traces/README.md. Writes
-benchmarks/results/simulate[-<profile or csv>][-r<ratio>].{json,md,png} and, for a sweep,
-...-sweep.{json,md,png}; --quick writes to a fresh temp dir (or --out).
+benchmarks/results/simulate[-browsing or -<csv>][-r<ratio>].{json,md,png}, for a sweep
+...-sweep.{json,md,png}, for the suite also simulate-summary.md; --quick writes to a fresh temp
+dir (or --out).
 """
 
 from __future__ import annotations
@@ -689,7 +691,7 @@ def main() -> None:
     )
     parser.add_argument("--trace", type=Path, help="a trace CSV (benchmarks/traces/README.md)")
     parser.add_argument(
-        "--profile", choices=("workday", "browsing"), default="workday", help="generated trace shape"
+        "--profile", choices=("workday", "browsing"), help="generated trace shape (one report)"
     )
     parser.add_argument(
         "--baseline-ratio",
@@ -766,7 +768,10 @@ def main() -> None:
         shape = TraceShape(seed=args.seed, hours=args.hours, users=args.users, spikes=args.spikes)
         return with_baseline_ratio(generate_trace(shape), ratio)
 
-    if args.suite:
+    single = (
+        args.trace or args.profile or args.baseline_ratio is not None or args.sweep is not None or args.quick
+    )
+    if args.suite or not single:
         entries: list[tuple[str, float, dict[str, Any]]] = []
         ratios = SWEEP_RATIOS if not args.quick else (0.5, 0.9)
         for profile, stem in (("workday", "simulate"), ("browsing", "simulate-browsing")):
@@ -797,6 +802,7 @@ def main() -> None:
             parser.exit(2, f"{exc}\n")
         stem = f"simulate-{args.trace.stem}"
     else:
+        args.profile = args.profile or "workday"
         trace = generated(args.profile)
         if args.write_trace:
             write_trace_csv(trace, args.write_trace)
