@@ -675,7 +675,7 @@ def account(trace: Trace, run: Run) -> dict[str, Any]:
         "resizes_per_pod_hour": run.resizes / (len(run.steps) * end / 3600) if run.steps and end else 0.0,
     }
     if blame:
-        out["violation_seconds_by_cause"] = {k: round(v, 1) for k, v in sorted(blame.items()) if v > 0}
+        out["violation_seconds_by_cause"] = {k: round(v, 1) for k, v in sorted(blame.items()) if v >= 0.05}
     if run.predictions is not None:
         p = run.predictions
         decided = p["hits"] + p["misses"]
