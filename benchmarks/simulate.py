@@ -50,6 +50,7 @@ from benchmarks.simulation import (
     load_trace_csv,
     merge,
     run_all,
+    sweep_runs,
     total_cores,
     transitions,
     with_baseline_ratio,
@@ -493,10 +494,13 @@ def sweep_markdown(sweep: dict[str, Any]) -> str:
         f"Every policy on the same trace with every service's baseline at each ratio of peak "
         f"({', '.join(format(p['ratio'], 'g') for p in points)}). Cells: CPU saving vs always-peak / SLA-violation % "
         "of attention-seconds. The oracle (peak exactly while attended) is the most that can be saved without a "
-        "violation; the last column is heady-reactive's saving as a share of it.",
+        "violation; the second-to-last column is heady-reactive's saving as a share of it. heady: the operator's "
+        "planner was run at that ratio (simulated), or its level timeline from a simulated ratio was priced with "
+        "this ratio's baselines (re-priced: done only when the node has room for every pod at peak, so the ratio "
+        "cannot change a decision, and the simulated ratios' timelines agree step for step).",
         "",
-        "| ratio | " + " | ".join(policies) + " | heady-reactive / oracle |",
-        "|---|" + "---|" * (len(policies) + 1),
+        "| ratio | " + " | ".join(policies) + " | heady-reactive / oracle | heady |",
+        "|---|" + "---|" * (len(policies) + 2),
     ]
     for p in points:
         cells = []
@@ -504,7 +508,9 @@ def sweep_markdown(sweep: dict[str, Any]) -> str:
             r = p["policies"].get(n)
             cells.append("" if r is None else f"{r['cpu_saving_pct']:.1f}% / {r['sla_violation_pct']:.2f}%")
         share = p["policies"].get("heady-reactive", {}).get("share_of_oracle_saving_pct")
-        lines.append(f"| {p['ratio']:g} | " + " | ".join(cells) + f" | {_pct(share)} |")
+        lines.append(
+            f"| {p['ratio']:g} | " + " | ".join(cells) + f" | {_pct(share)} | {p.get('heady', '')} |"
+        )
     lines += ["", f"![frontier]({sweep['plot']})", ""]
     return "\n".join(lines)
 
@@ -572,14 +578,10 @@ def settings_of_interest() -> dict[str, Any]:
     }
 
 
-def measure(trace: Trace, knobs: Knobs, quick: bool) -> tuple[list[Run], dict[str, Any]]:
-    info = describe(trace)
-    started = time.perf_counter()
-    runs, results = run_all(trace, knobs)
-    say(
-        f"{trace.name} at {_ratio_text(info['baseline_ratios'])}: simulated in {time.perf_counter() - started:.1f} s"
-    )
-    return runs, {
+def envelope(
+    info: dict[str, Any], knobs: Knobs, quick: bool, results: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {
         "benchmark": "simulate",
         "quick": quick,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -589,6 +591,16 @@ def measure(trace: Trace, knobs: Knobs, quick: bool) -> tuple[list[Run], dict[st
         "heady_settings": settings_of_interest(),
         "policies": [_r(r) for r in results],
     }
+
+
+def measure(trace: Trace, knobs: Knobs, quick: bool) -> tuple[list[Run], dict[str, Any]]:
+    info = describe(trace)
+    started = time.perf_counter()
+    runs, results = run_all(trace, knobs)
+    say(
+        f"{trace.name} at {_ratio_text(info['baseline_ratios'])}: simulated in {time.perf_counter() - started:.1f} s"
+    )
+    return runs, envelope(info, knobs, quick, results)
 
 
 def report(trace: Trace, knobs: Knobs, out: Path, stem: str, quick: bool) -> dict[str, Any]:
@@ -609,23 +621,30 @@ def sweep(
     quick: bool,
     keep: Sequence[float] = (),
 ) -> dict[str, Any]:
-    """Every policy at every ratio; full reports for the ratios in `keep` come from the same runs."""
+    """Every policy at every ratio (simulation.sweep_runs: heady is simulated at the ratios in
+    `keep`, or the first and last); a full report for each ratio in `keep` from the same runs."""
+    started = time.perf_counter()
+    swept = sweep_runs(trace, knobs, ratios, keep)
+    say(f"{trace.name}: swept {len(ratios)} ratios in {time.perf_counter() - started:.1f} s")
+    info = describe(trace)
     points = []
-    for ratio in ratios:
-        t = with_baseline_ratio(trace, ratio)
-        runs, result = measure(t, knobs, quick)
-        points.append({"ratio": ratio, "policies": {r["policy"]: r for r in result["policies"]}})
-        if any(abs(ratio - k) < 1e-9 for k in keep):
-            one = f"{stem}-r{round(100 * ratio)}"
+    for pt in swept:
+        points.append(
+            {"ratio": pt.ratio, "heady": pt.heady, "policies": {r["policy"]: _r(r) for r in pt.results}}
+        )
+        if any(abs(pt.ratio - k) < 1e-9 for k in keep):
+            one = f"{stem}-r{round(100 * pt.ratio)}"
+            result = envelope(describe(pt.trace), knobs, quick, pt.results)
+            result["heady_runs"] = pt.heady
             result["plot"] = f"{one}.png"
             (out / f"{one}.json").write_text(json.dumps(result, indent=2) + "\n")
-            plot(t, runs, result, out / f"{one}.png")
+            plot(pt.trace, pt.runs, result, out / f"{one}.png")
             (out / f"{one}.md").write_text(markdown(result))
     data = {
         "benchmark": "simulate-sweep",
         "quick": quick,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "trace": describe(trace),
+        "trace": info,
         "knobs": dict(knobs.__dict__),
         "heady_settings": settings_of_interest(),
         "points": points,

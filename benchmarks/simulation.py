@@ -448,7 +448,10 @@ def parse_row(row: Mapping[str, str | None]) -> tuple[Attention, dict[str, Any]]
     if ratio or priority:
         spec: dict[str, Any] = {"workload": {"name": service}}
         if ratio:
-            spec["baselineRatio"] = ratio
+            try:
+                spec["baselineRatio"] = float(ratio)
+            except ValueError:
+                spec["baselineRatio"] = ratio  # the model says what it accepts besides a number
         if priority:
             spec["priority"] = priority
         try:
@@ -456,6 +459,8 @@ def parse_row(row: Mapping[str, str | None]) -> tuple[Attention, dict[str, Any]]
         except ValidationError as exc:
             raise RowError(describe_error(exc)) from None
         if ratio:
+            if not isinstance(parsed.baseline_ratio, float):
+                raise RowError("baseline_ratio: only a number is simulated", ratio)
             attrs["baseline_ratio"] = parsed.baseline_ratio
         if priority:
             attrs["priority"] = str(parsed.priority)
@@ -1220,6 +1225,85 @@ def run_all(
     wanted = list(dict.fromkeys(["always-peak", *policies]))  # the reference is always measured
     runs = [build[name]() for name in wanted]
     return runs, compare([account(trace, r) for r in runs], resize_cost=knobs.resize_cost_core_seconds)
+
+
+def reprice(run: Run, original: Trace, target: Trace) -> Run | None:
+    """`run`'s level timeline (same steps, same peaks) with `target`'s baselines, or None if a
+    step is neither its service's peak nor baseline in `original` (then it cannot be re-priced)."""
+    before = {s.name: s for s in original.services}
+    after = {s.name: s for s in target.services}
+    steps: dict[str, list[Step]] = {}
+    for pod, timeline in run.steps.items():
+        old, new = before[run.pod_service[pod]], after[run.pod_service[pod]]
+        out = []
+        for step in timeline:
+            was = old.peak if step.peak else old.baseline
+            if (step.cpu_m, step.memory) != (was.cpu, was.memory):
+                return None
+            now = new.peak if step.peak else new.baseline
+            out.append(Step(step.t, now.cpu or 0, now.memory or 0, step.peak))
+        steps[pod] = out
+    return dataclasses.replace(run, steps=steps)
+
+
+def _levels(run: Run) -> dict[str, list[tuple[float, bool]]]:
+    return {pod: [(s.t, s.peak) for s in steps] for pod, steps in run.steps.items()}
+
+
+@dataclass
+class SweepPoint:
+    ratio: float
+    trace: Trace
+    runs: list[Run]
+    results: list[dict[str, Any]]
+    heady: str  # "simulated", or "re-priced from <ratio>"
+
+
+def sweep_runs(
+    trace: Trace, knobs: Knobs, ratios: Sequence[float], simulate_at: Sequence[float] = ()
+) -> list[SweepPoint]:
+    """Every policy at every baseline ratio.
+
+    heady runs the operator's planner on the trace at each ratio in `simulate_at` (default: the
+    first and last). Its decisions depend on the ratio only through node room; when the node has
+    room for every pod at peak (node_room >= 1) and the simulated ratios' level timelines agree
+    step for step, the other ratios re-price that timeline with their baselines instead of
+    re-running it (the report says which). Otherwise heady is simulated at every ratio. The
+    other policies are cheap and always run."""
+    full = list(dict.fromkeys(simulate_at or (ratios[0], ratios[-1])))
+    simulated: dict[float, tuple[Trace, list[Run]]] = {}
+    for ratio in full:
+        at = with_baseline_ratio(trace, ratio)
+        simulated[ratio] = (at, run_all(at, knobs)[0])
+    heady = [n for n in POLICIES if n.startswith("heady-")]
+    base_ratio = full[0]
+    base_trace, base_runs = simulated[base_ratio]
+    same = knobs.node_room >= 1 and len(full) > 1 and all(
+        _levels(a) == _levels(b)
+        for r in full[1:]
+        for a, b in zip(base_runs, simulated[r][1], strict=True)
+        if a.policy in heady
+    )
+    points = []
+    for ratio in ratios:
+        if ratio in simulated:
+            at, runs = simulated[ratio]
+            how = "simulated"
+        else:
+            at = with_baseline_ratio(trace, ratio)
+            runs, _ = run_all(at, knobs, [n for n in POLICIES if n not in heady])
+            priced = [reprice(r, base_trace, at) for r in base_runs if r.policy in heady] if same else []
+            if same and all(r is not None for r in priced):
+                runs += [r for r in priced if r is not None]
+                how = f"re-priced from {base_ratio:g}"
+            else:
+                runs = run_all(at, knobs)[0]
+                how = "simulated"
+            order = {n: k for k, n in enumerate(POLICIES)}
+            runs.sort(key=lambda r: order[r.policy])
+        results = compare([account(at, r) for r in runs], resize_cost=knobs.resize_cost_core_seconds)
+        points.append(SweepPoint(ratio, at, runs, results, how))
+    return points
 
 
 def total_cores(run: Run, end: float, resolution: float = 60.0) -> tuple[list[float], list[float]]:

@@ -39,6 +39,7 @@ from benchmarks.simulation import (
     run_all,
     run_heady,
     static_baseline,
+    sweep_runs,
     transitions,
     with_baseline_ratio,
 )
@@ -356,3 +357,27 @@ def test_run_all_measures_the_reference_and_what_was_asked() -> None:
     runs, results = run_all(TINY, Knobs(), policies=("oracle", "static-baseline"))
     assert [r.policy for r in runs] == ["always-peak", "oracle", "static-baseline"]
     assert results[1]["share_of_oracle_saving_pct"] == pytest.approx(100)
+
+
+def test_a_sweep_re_prices_heady_only_where_that_is_what_a_simulation_gives() -> None:
+    trace = Trace(
+        (SimService("a", 1000, GIB, replicas=2), SimService("b", 2000, 2 * GIB, priority="high")),
+        (
+            Attention(10.0, "a", 1.0, 100.0, "u"),
+            Attention(50.0, "b", 0.7, 1000.0, "v"),  # past maxPeakSeconds
+            Attention(300.0, "a", 1.0, 20.0, "u"),
+        ),
+        1200.0,
+    )
+    points = sweep_runs(trace, Knobs(), (0.5, 0.7, 0.9), (0.5, 0.9))
+    assert [p.heady for p in points] == ["simulated", "re-priced from 0.5", "simulated"]
+    _, direct = run_all(with_baseline_ratio(trace, 0.7), Knobs())
+    repriced = {r["policy"]: r for r in points[1].results}
+    for r in direct:
+        got = repriced[r["policy"]]
+        assert got["cpu_core_seconds"] == pytest.approx(r["cpu_core_seconds"])
+        assert got["sla_violation_seconds"] == pytest.approx(r["sla_violation_seconds"])
+        assert got["resizes"] == r["resizes"]
+    # A node short of room lets the ratio change decisions: every ratio is simulated then.
+    tight = sweep_runs(trace, Knobs(node_room=0.5), (0.5, 0.7, 0.9), (0.5, 0.9))
+    assert [p.heady for p in tight] == ["simulated"] * 3
