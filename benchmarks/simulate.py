@@ -511,6 +511,21 @@ def sweep_markdown(sweep: dict[str, Any]) -> str:
         lines.append(
             f"| {p['ratio']:g} | " + " | ".join(cells) + f" | {_pct(share)} | {p.get('heady', '')} |"
         )
+    flat = [
+        n
+        for n in policies
+        if n in points[0]["policies"]
+        and max(p["policies"][n]["sla_violation_pct"] for p in points if n in p["policies"])
+        - min(p["policies"][n]["sla_violation_pct"] for p in points if n in p["policies"])
+        < 0.005
+    ]
+    if flat:
+        lines += [
+            "",
+            f"SLA violations of {', '.join(flat)} do not change with the ratio (none of their decisions depends on "
+            "it here), so their frontier lines are vertical: a lower ratio buys saving with deeper violations "
+            "(a pod short of peak has ratio x peak), not with more of them.",
+        ]
     lines += ["", f"![frontier]({sweep['plot']})", ""]
     return "\n".join(lines)
 
@@ -543,7 +558,7 @@ def sweep_plot(sweep: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("CPU saving, % of always-peak")
     ax.set_title("Frontier: each line runs over baseline ratios (labels: first and last)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center")
     ax = axes[1]
     ratios = [p["ratio"] for p in points]
     for n in policies:

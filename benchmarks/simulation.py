@@ -1278,11 +1278,15 @@ def sweep_runs(
     heady = [n for n in POLICIES if n.startswith("heady-")]
     base_ratio = full[0]
     base_trace, base_runs = simulated[base_ratio]
-    same = knobs.node_room >= 1 and len(full) > 1 and all(
-        _levels(a) == _levels(b)
-        for r in full[1:]
-        for a, b in zip(base_runs, simulated[r][1], strict=True)
-        if a.policy in heady
+    same = (
+        knobs.node_room >= 1
+        and len(full) > 1
+        and all(
+            _levels(a) == _levels(b)
+            for r in full[1:]
+            for a, b in zip(base_runs, simulated[r][1], strict=True)
+            if a.policy in heady
+        )
     )
     points = []
     for ratio in ratios:
