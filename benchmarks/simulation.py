@@ -1,4 +1,4 @@
-"""Allocation-quality simulation: the same attention trace under six allocation policies.
+"""Allocation-quality simulation: the same attention trace under seven allocation policies.
 
 A trace is a list of attention events (time, service, intensity, duration, user) over a set of
 services with peak requests. Each policy turns the trace into a step timeline of the requests
@@ -7,6 +7,9 @@ the time each service had attention with the time all its pods were at peak.
 
 Policies:
 - always-peak: every pod at peak all the time (what you run without heady).
+- oracle: peak exactly while attended, with no delay. It knows the future, so nothing real can
+  match it; its saving is the most any policy can save without an SLA violation, and the report
+  gives every policy's saving as a share of it.
 - static-baseline: every pod at baseline (peak x baselineRatio) all the time, never raised.
 - heady-reactive / heady-predictive: the operator's own ClusterState and IncrementalPlanner on a
   virtual clock, planning with the pure `plan_levels` and the TransitionModel exactly as in the
@@ -25,33 +28,55 @@ Policies:
   stabilisation window. Replicas are modelled as the equivalent capacity: the same two levels.
 
 Demand for the usage-driven policies is the attention itself: a service needs peak exactly while
-someone attends to it, so every policy is scored against the same need.
+someone attends to it, so every policy is scored against the same need. Attention below the
+operator's attention threshold is no demand (heady escalates nothing for it); the report counts
+it apart. heady's shortfalls are blamed on what its planner decided at the time (`causes`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import heapq
 import math
 import random
+import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from pydantic import ValidationError
+
 from heady_operator.config import Settings
+from heady_operator.ingest.events import DNS_LABEL, AttentionEvent
+from heady_operator.ingest.events import describe as describe_error
 from heady_operator.kube import objects as kobj
 from heady_operator.kube.convert import resize_patch
-from heady_operator.models.quantity import format_cpu, format_memory
+from heady_operator.models.common import MAX_SIGNAL_SECONDS, PriorityLevel
+from heady_operator.models.headyservice import HeadyServiceSpec
+from heady_operator.models.quantity import cpu_millis, format_cpu, format_memory, memory_bytes
 from heady_operator.planning.incremental import IncrementalPlanner
-from heady_operator.planning.levels import Amount, ContainerResources, Plan, baseline_of
+from heady_operator.planning.levels import (
+    PREDICTOR,
+    Amount,
+    ContainerResources,
+    Plan,
+    Reason,
+    baseline_of,
+    pod_requests,
+)
+from heady_operator.planning.prediction import known_user
 from heady_operator.reconcile.escalation import policy_of
 from heady_operator.state.cluster import ClusterState
 
 GIB = 2**30
 MIB = 2**20
+# The operator's default attention threshold: weaker attention is not demand (attention_by_service).
+DEMAND_THRESHOLD = float(Settings.model_fields["attention_threshold"].default)
 NAMESPACE = "sim"
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # the virtual day starts at 09:00 UTC
 
@@ -60,8 +85,31 @@ Interval = tuple[float, float]
 # In-place resize: the API server accepts it in tens of ms (benchmarks/attention_latency.py) and
 # a kubelet applies new cgroup limits well within a second; 1 s is a round, pessimistic figure.
 RESIZE_DELAY_S = 1.0
-# Blame for attention short of peak while the planner had granted peak: the resize was on its way.
+# Causes of attention short of peak (heady), from the planner's own decisions at that moment.
+# Peak granted, the resize on its way:
 ACTUATING = "ActuationDelay"
+# Waiting for a high-priority slot or node room that a predicted escalation held:
+PREDICTION_HELD_SLOT = "PredictionHeldSlot"
+# Resting after maxPeakSeconds, split by whether anything else waited for a slot or node room then
+# (a rest exists to share capacity; one while nothing waits only costs attention).
+REST_NOTHING_WAITING = "RestNothingWaiting"
+REST_OTHERS_WAITING = "RestOthersWaiting"
+# Any other planner reason (HighPriorityLimit, NodeCapacity, or one added later) is kept as named.
+CAUSE_LABELS = {
+    ACTUATING: "actuation delay",
+    str(Reason.HIGH_PRIORITY_LIMIT): "high-priority limit",
+    PREDICTION_HELD_SLOT: "prediction held a slot",
+    REST_NOTHING_WAITING: "rest, nothing waiting",
+    REST_OTHERS_WAITING: "rest, others waiting",
+    str(Reason.NODE_CAPACITY): "node room",
+}
+WAITING = (str(Reason.HIGH_PRIORITY_LIMIT), str(Reason.NODE_CAPACITY))
+
+
+def cause_label(cause: str) -> str:
+    return CAUSE_LABELS.get(cause, f"other: {cause}")
+
+
 # Scale-out: a new replica has to be scheduled, started and pass readiness (image cached).
 SCALE_OUT_DELAY_S = 10.0
 
@@ -112,6 +160,8 @@ class Trace:
     events: tuple[Attention, ...]  # sorted by start
     duration: float
     name: str = "trace"
+    # What the CSV loader refused or changed (None for generated traces): the report shows it.
+    load: LoadReport | None = field(default=None, compare=False)
 
     def service(self, name: str) -> SimService:
         return next(s for s in self.services if s.name == name)
@@ -233,41 +283,246 @@ def generate_trace(shape: TraceShape = TraceShape()) -> Trace:
     return Trace(services, tuple(events), duration, f"generated(seed={shape.seed})")
 
 
+@dataclass(frozen=True)
+class BrowsingShape:
+    """Knobs of the generated browsing day: what public web logs look like once sessionised.
+
+    Many hosts, each arriving a few times a day; a session stays long on one section (sticky:
+    log-normal dwell with a median of minutes and a tail of hours) and moves to another section
+    chosen by popularity alone, so there is no workflow chain for a transition model to learn.
+    A few sections draw most of the traffic (Zipf), which keeps them attended nearly all day."""
+
+    seed: int = 7
+    hours: float = 8.0
+    hosts: int = 160
+    services: int = 12
+    zipf: float = 1.4  # popularity of the k-th section ~ 1 / k^zipf
+    dwell_median_s: float = 300.0
+    dwell_sigma: float = 1.2
+    dwell_max_s: float = 3 * 3600.0
+    return_probability: float = 0.35  # another session later the same day
+    heartbeat_s: float = 30.0
+    background_probability: float = 0.1  # a tab left open in the background: below the threshold
+    background_intensity: float = 0.05
+
+
+def generate_browsing_trace(shape: BrowsingShape = BrowsingShape()) -> Trace:
+    """A seeded browsing day (see BrowsingShape)."""
+    rng = random.Random(shape.seed)
+    services = _catalog(rng)[: shape.services]
+    names = [s.name for s in services]
+    order = names[:]
+    rng.shuffle(order)  # popularity does not follow the catalog
+    weights = [1 / (k + 1) ** shape.zipf for k in range(len(order))]
+    duration = shape.hours * 3600.0
+    events: list[Attention] = []
+    for h in range(shape.hosts):
+        host = f"host-{h:04d}"
+        t = rng.uniform(0, duration)
+        while t < duration:
+            svc = ""
+            for _ in range(1 + min(6, int(rng.expovariate(1 / 1.5)))):  # sections per session
+                svc = rng.choices(
+                    [n for n in order if n != svc],
+                    [w for n, w in zip(order, weights, strict=True) if n != svc],
+                )[0]
+                dwell = min(
+                    shape.dwell_max_s,
+                    max(10.0, rng.lognormvariate(math.log(shape.dwell_median_s), shape.dwell_sigma)),
+                )
+                dwell = min(dwell, duration - t)
+                if dwell <= 0:
+                    break
+                if rng.random() < shape.background_probability:
+                    events.append(
+                        Attention(round(t, 3), svc, shape.background_intensity, round(dwell, 3), host)
+                    )
+                else:
+                    events.extend(_visit(t, svc, dwell, host, rng, shape.heartbeat_s))
+                t += dwell + rng.uniform(1.0, 20.0)
+            if rng.random() >= shape.return_probability:
+                break
+            t += rng.expovariate(1 / 5400)  # back after an hour and a half on average
+    events.sort(key=lambda e: (e.start, e.service, e.user))
+    return Trace(services, tuple(events), duration, f"browsing(seed={shape.seed})")
+
+
+# Columns of a trace CSV (benchmarks/traces/README.md). The per-service ones may be given on
+# any row of the service (blank elsewhere); two different values for one service are refused.
+REQUIRED_COLUMNS = ("time", "service", "duration")
+EVENT_COLUMNS = (*REQUIRED_COLUMNS, "intensity", "user")
+SERVICE_COLUMNS = ("baseline_ratio", "priority")
+# Far past any trace this replays; keeps the virtual clock's datetimes away from overflow.
+MAX_TRACE_SECONDS = 366 * 86_400.0
+
+
+@dataclass
+class LoadReport:
+    """What load_trace_csv made of a file: rows taken, refused (and why), changed."""
+
+    rows: int = 0
+    accepted: int = 0
+    refused: Counter[str] = field(default_factory=Counter)  # why -> rows
+    examples: list[str] = field(default_factory=list)  # the first few "line N: why"
+    # Longer than an AttentionSignal lasts (MAX_SIGNAL_SECONDS): cut there, as the operator does.
+    clipped: int = 0
+    without_user: int = 0
+    user_column: bool = True
+    ignored_columns: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "accepted": self.accepted,
+            "refused": sum(self.refused.values()),
+            "refused_by_reason": dict(self.refused.most_common()),
+            "refused_examples": list(self.examples),
+            "clipped_to_max_signal_seconds": self.clipped,
+            "rows_without_user": self.without_user,
+            "user_column": self.user_column,
+            "ignored_columns": list(self.ignored_columns),
+        }
+
+
+class RowError(ValueError):
+    """A CSV row the operator would refuse; `reason` groups rows refused for the same thing."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}{': ' + detail if detail else ''}")
+        self.reason = reason
+
+
+def _number(row: Mapping[str, str | None], column: str, default: float | None = None) -> float:
+    raw = (row.get(column) or "").strip()
+    if not raw:
+        if default is None:
+            raise RowError(f"{column}: missing")
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise RowError(f"{column}: not a number", repr(raw)) from None
+    if not math.isfinite(value):
+        raise RowError(f"{column}: not a finite number", raw)
+    return value
+
+
+def parse_row(row: Mapping[str, str | None]) -> tuple[Attention, dict[str, Any]]:
+    """One CSV row as an attention event and the service attributes it sets, by the operator's
+    own rules: the event must pass `AttentionEvent` (what POST /v1/attention and the Redis
+    stream accept: intensity 0..1, user length, expiry after start), the service name must be a
+    DNS label (it names a HeadyService, a Deployment and its pods), and the service attributes
+    must pass `HeadyServiceSpec` (baselineRatio in (0, 1], a known priority). Raises RowError."""
+    start = _number(row, "time")
+    duration = _number(row, "duration")
+    intensity = _number(row, "intensity", 1.0)
+    if start < 0:
+        raise RowError("time: negative (a trace starts at 0)")
+    if start > MAX_TRACE_SECONDS:
+        raise RowError(f"time: beyond {MAX_TRACE_SECONDS:.0f} s")
+    if duration <= 0:
+        raise RowError("duration: not positive")
+    service = (row.get("service") or "").strip()
+    if not service:
+        raise RowError("service: missing")
+    if len(service) > 63 or not re.fullmatch(DNS_LABEL, service):
+        raise RowError("service: not a DNS label (a-z, 0-9, '-', at most 63)", repr(service))
+    user = (row.get("user") or "").strip()
+    begins = T0 + timedelta(seconds=start)
+    try:
+        AttentionEvent.model_validate(
+            {
+                "service": service,
+                "intensity": intensity,
+                "user": user or None,
+                "source": "ui",
+                "startTime": begins,
+                "expiresAt": begins + timedelta(seconds=min(duration, MAX_SIGNAL_SECONDS + 1.0)),
+            }
+        )
+    except ValidationError as exc:
+        raise RowError(describe_error(exc)) from None
+    attrs: dict[str, Any] = {}
+    ratio = (row.get("baseline_ratio") or "").strip()
+    priority = (row.get("priority") or "").strip()
+    if ratio or priority:
+        spec: dict[str, Any] = {"workload": {"name": service}}
+        if ratio:
+            try:
+                spec["baselineRatio"] = float(ratio)
+            except ValueError:
+                spec["baselineRatio"] = ratio  # the model says what it accepts besides a number
+        if priority:
+            spec["priority"] = priority
+        try:
+            parsed = HeadyServiceSpec.model_validate(spec)
+        except ValidationError as exc:
+            raise RowError(describe_error(exc)) from None
+        if ratio:
+            if not isinstance(parsed.baseline_ratio, float):
+                raise RowError("baseline_ratio: only a number is simulated", ratio)
+            attrs["baseline_ratio"] = parsed.baseline_ratio
+        if priority:
+            attrs["priority"] = str(parsed.priority)
+    return Attention(start, service, intensity, duration, user), attrs
+
+
 def load_trace_csv(
     path: Path,
     default: SimService = SimService("default", 1000, GIB),
     services: Iterable[SimService] = (),
     duration: float | None = None,
 ) -> Trace:
-    """Columns time,service,intensity,duration[,user]; services not listed get `default`'s size."""
+    """Columns time,service,duration[,intensity][,user][,baseline_ratio][,priority]
+    (benchmarks/traces/README.md). Services not in `services` get `default`'s size, priority and
+    baseline ratio unless their rows say otherwise. Rows the operator would refuse are left out
+    and counted by reason in `Trace.load`; a file with no usable row is an error."""
     known = {s.name: s for s in services}
+    attrs_of: dict[str, dict[str, Any]] = {}
+    report = LoadReport()
     events = []
     with path.open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            ev = Attention(
-                float(row["time"]),
-                row["service"].strip(),
-                float(row.get("intensity") or 1.0),
-                float(row["duration"]),
-                (row.get("user") or "").strip(),
+        reader = csv.DictReader(fh)
+        header = [c.strip() for c in reader.fieldnames or []]
+        missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        if missing:
+            raise ValueError(
+                f"{path}: missing column(s) {', '.join(missing)}; "
+                f"a trace needs {', '.join(REQUIRED_COLUMNS)} (benchmarks/traces/README.md)"
             )
-            if ev.duration <= 0:
-                raise ValueError(f"{path}: duration must be positive (service {ev.service} at {ev.start})")
+        reader.fieldnames = header
+        report.user_column = "user" in header
+        report.ignored_columns = tuple(c for c in header if c not in (*EVENT_COLUMNS, *SERVICE_COLUMNS))
+        for row in reader:
+            report.rows += 1
+            try:
+                ev, attrs = parse_row(row)
+                earlier = attrs_of.setdefault(ev.service, {})
+                for k, v in attrs.items():
+                    if earlier.get(k, v) != v:
+                        raise RowError(f"{k}: differs from an earlier row of the same service", ev.service)
+                earlier.update(attrs)
+            except RowError as exc:
+                report.refused[exc.reason] += 1
+                if len(report.examples) < 5:
+                    report.examples.append(f"line {reader.line_num}: {exc}")
+                continue
+            if ev.duration > MAX_SIGNAL_SECONDS:
+                report.clipped += 1
+                ev = dataclasses.replace(ev, duration=float(MAX_SIGNAL_SECONDS))
+            if not known_user(ev.user):
+                report.without_user += 1
+            report.accepted += 1
             events.append(ev)
-            if ev.service not in known:
-                known[ev.service] = SimService(
-                    ev.service,
-                    default.peak_cpu_m,
-                    default.peak_memory,
-                    default.replicas,
-                    default.priority,
-                    default.cooldown_seconds,
-                    default.max_peak_seconds,
-                    default.baseline_ratio,
-                )
+    if report.rows and not events:
+        why = "; ".join(f"{n} x {r}" for r, n in report.refused.most_common(3))
+        raise ValueError(f"{path}: no usable attention rows ({why})")
+    for name in dict.fromkeys(e.service for e in events):  # in file order
+        base = known.get(name) or dataclasses.replace(default, name=name)
+        known[name] = dataclasses.replace(base, **attrs_of.get(name, {}))
     events.sort(key=lambda e: (e.start, e.service, e.user))
     end = duration if duration is not None else max((e.end for e in events), default=0.0)
-    return Trace(tuple(known.values()), tuple(events), end, path.name)
+    return Trace(tuple(known.values()), tuple(events), end, path.name, report)
 
 
 def write_trace_csv(trace: Trace, path: Path) -> None:
@@ -343,19 +598,28 @@ def where(steps: Sequence[Step], end: float, predicate: Callable[[Step], bool]) 
     return merge(out)
 
 
-def attention_by_service(trace: Trace) -> dict[str, list[Interval]]:
-    """When each service had someone's attention (any intensity), clipped to the trace."""
+def attention_by_service(trace: Trace, threshold: float = DEMAND_THRESHOLD) -> dict[str, list[Interval]]:
+    """When each service had someone's attention at or above `threshold`, clipped to the trace.
+
+    Weaker attention escalates nothing in the operator (planning/levels.demand_of), so it is no
+    demand for any policy here either; the report counts it separately ("not demand")."""
     raw: dict[str, list[Interval]] = {s.name: [] for s in trace.services}
     for e in trace.events:
-        raw.setdefault(e.service, []).append((max(0.0, e.start), min(trace.duration, e.end)))
+        if e.intensity >= threshold:
+            raw.setdefault(e.service, []).append((max(0.0, e.start), min(trace.duration, e.end)))
     return {k: merge(v) for k, v in raw.items()}
 
 
 def transitions(trace: Trace) -> int:
-    """Attention events that move a user to a different service: what prediction could foresee."""
+    """Attention events that move a user to a different service: what prediction could foresee.
+
+    Only attention with a user id counts: the operator learns from nothing else
+    (planning/prediction.known_user), and rows without one are no user's moves."""
     last: dict[str, str] = {}
     count = 0
     for e in trace.events:
+        if not known_user(e.user):
+            continue
         prev = last.get(e.user)
         if prev is not None and prev != e.service:
             count += 1
@@ -373,7 +637,7 @@ class Run:
     resizes: int
     # heady only: service -> [(t, why)], what the planner decided (for blaming violations).
     reasons: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
-    predictions: dict[str, int] | None = None
+    predictions: dict[str, float] | None = None
 
 
 def account(trace: Trace, run: Run) -> dict[str, Any]:
@@ -412,9 +676,11 @@ def account(trace: Trace, run: Run) -> dict[str, Any]:
         "sla_violation_seconds": attended - served,
         "sla_violation_pct": 100 * (attended - served) / attended if attended else 0.0,
         "resizes": run.resizes,
+        # Churn per pod and hour of trace, so traces of different sizes compare.
+        "resizes_per_pod_hour": run.resizes / (len(run.steps) * end / 3600) if run.steps and end else 0.0,
     }
     if blame:
-        out["violation_seconds_by_cause"] = {k: round(v, 1) for k, v in sorted(blame.items()) if v > 0}
+        out["violation_seconds_by_cause"] = {k: round(v, 1) for k, v in sorted(blame.items()) if v >= 0.05}
     if run.predictions is not None:
         p = run.predictions
         decided = p["hits"] + p["misses"]
@@ -424,12 +690,24 @@ def account(trace: Trace, run: Run) -> dict[str, Any]:
     return out
 
 
-def compare(results: list[dict[str, Any]], reference: str = "always-peak") -> list[dict[str, Any]]:
-    """Adds each policy's reservation as % of the reference policy's."""
+def compare(
+    results: list[dict[str, Any]], reference: str = "always-peak", resize_cost: float = 0.0
+) -> list[dict[str, Any]]:
+    """Adds each policy's reservation as % of the reference policy's, its saving, that saving as a
+    share of the oracle's (the most there is to save), and with a per-resize cost its CPU cost."""
     ref = next(r for r in results if r["policy"] == reference)
+    best = next((r for r in results if r["policy"] == "oracle"), None)
+    best_saving = ref["cpu_core_seconds"] - best["cpu_core_seconds"] if best else 0.0
     for r in results:
         r["cpu_vs_always_peak_pct"] = 100 * r["cpu_core_seconds"] / ref["cpu_core_seconds"]
         r["memory_vs_always_peak_pct"] = 100 * r["memory_gib_seconds"] / ref["memory_gib_seconds"]
+        r["cpu_saving_pct"] = 100 - r["cpu_vs_always_peak_pct"]
+        saving = ref["cpu_core_seconds"] - r["cpu_core_seconds"]
+        r["share_of_oracle_saving_pct"] = 100 * saving / best_saving if best_saving > 0 else None
+        if resize_cost > 0:
+            cost = r["cpu_core_seconds"] + resize_cost * r["resizes"]
+            r["resize_cost_core_seconds"] = resize_cost * r["resizes"]
+            r["cpu_with_resize_cost_vs_always_peak_pct"] = 100 * cost / ref["cpu_core_seconds"]
     return results
 
 
@@ -487,6 +765,24 @@ def _from_levels(trace: Trace, policy: str, levels: Mapping[str, list[tuple[floa
                 for t, up in timeline
             ]
     return Run(policy, steps, _pods(trace), resizes)
+
+
+def oracle(trace: Trace) -> Run:
+    """Peak exactly while attended, baseline otherwise, with no delay: the most any policy can
+    save without an SLA violation (it knows the future; nothing real does)."""
+    demand = attention_by_service(trace)
+    levels: dict[str, list[tuple[float, bool]]] = {}
+    for svc in trace.services:
+        timeline = [(0.0, False)]
+        for s, e in demand.get(svc.name, []):
+            if s <= 0.0:
+                timeline = [(0.0, True)]
+            else:
+                timeline.append((s, True))
+            if e < trace.duration:
+                timeline.append((e, False))
+        levels[svc.name] = timeline
+    return _from_levels(trace, "oracle", levels)
 
 
 def always_peak(trace: Trace) -> Run:
@@ -554,13 +850,23 @@ def _resources(amount: Amount) -> dict[str, str]:
 
 
 def _bodies(
-    trace: Trace,
+    trace: Trace, node_room: float = 1.0
 ) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]], dict[str, dict[str, Any]]]:
-    """The Kubernetes objects the controller would see from its watches: one node large enough
-    for every pod at peak (so node capacity never decides here), Deployments whose template
-    asks for peak, HeadyServices, and Guaranteed pods already settled at baseline."""
-    cpu = sum(s.peak_cpu_m * s.replicas for s in trace.services)
-    mem = sum(s.peak_memory * s.replicas for s in trace.services)
+    """The Kubernetes objects the controller would see from its watches: one node holding every
+    pod at baseline plus `node_room` of the room all of them need at peak (1: node capacity never
+    decides), Deployments whose template asks for peak, HeadyServices, and Guaranteed pods
+    already settled at baseline."""
+    cpu = sum(
+        s.baseline.cpu * s.replicas + node_room * (s.peak_cpu_m - (s.baseline.cpu or 0)) * s.replicas
+        for s in trace.services
+        if s.baseline.cpu is not None
+    )
+    mem = sum(
+        s.baseline.memory * s.replicas + node_room * (s.peak_memory - (s.baseline.memory or 0)) * s.replicas
+        for s in trace.services
+        if s.baseline.memory is not None
+    )
+    cpu, mem = math.ceil(cpu), math.ceil(mem)
     node = {"metadata": {"name": "sim-node"}, "status": {"allocatable": _resources(Amount(cpu, mem))}}
     objects: list[tuple[str, dict[str, Any]]] = []
     pods: dict[str, dict[str, Any]] = {}
@@ -667,13 +973,16 @@ async def simulate_heady(
     prediction: bool,
     delay: float = RESIZE_DELAY_S,
     settings: Mapping[str, Any] | None = None,
+    node_room: float = 1.0,
 ) -> Run:
     """Drive the operator's own cluster state and incremental planner through the trace on a virtual clock."""
     clock = _Clock()
     cfg = Settings(prediction_enabled=prediction, expired_signal_retention_seconds=0, **(settings or {}))
     ctl = ClusterState(cfg, IncrementalPlanner(policy_of(cfg)), clock)
     planner = ctl.planner
-    node, objects, bodies = _bodies(trace)
+    node, objects, bodies = _bodies(trace, node_room)
+    allocatable = node["status"]["allocatable"]
+    room = Amount(cpu_millis(allocatable["cpu"]), memory_bytes(allocatable["memory"]))
     ctl.on_node("ADDED", kobj.from_dict(kobj.Node, node))
     for kind, body in objects:
         if kind == "workload":
@@ -709,13 +1018,25 @@ async def simulate_heady(
     resizes = 0
     seq = 0
     seen_predictions: set[tuple[str, str]] = set()
+    # Service-seconds at (or on the way to) peak on a prediction alone: what prediction spends.
+    predicted = {"since": 0.0, "services": 0, "seconds": 0.0}
+
+    pods_of: dict[str, list[str]] = {}
+    for pod, svc_name in svc_of.items():
+        pods_of.setdefault(svc_name, []).append(pod)
 
     def handle(plan: Plan, t: float) -> None:
         nonlocal resizes, seq
-        for key, decision in plan.services.items():
-            why = ACTUATING if decision.granted else str(decision.reason)
-            if not reasons[key[1]] or reasons[key[1]][-1][1] != why:
-                reasons[key[1]].append((t, why))
+        predicted["seconds"] += (t - predicted["since"]) * predicted["services"]
+        predicted["since"] = t
+        predicted["services"] = sum(
+            1
+            for d in plan.services.values()
+            if d.granted and getattr(getattr(d, "signal", None), "source", None) == PREDICTOR
+        )
+        for name, why in causes(plan, services, pods_of, cfg.max_high_priority_escalations, room).items():
+            if not reasons[name] or reasons[name][-1][1] != why:
+                reasons[name].append((t, why))
         for d in plan.resizes:
             pod = d.pod[1]
             if inflight.get(pod) == d.target:
@@ -763,6 +1084,9 @@ async def simulate_heady(
             "hits": sum(ctl.model.hits.values()),
             "misses": sum(ctl.model.misses.values()),
             "transitions": transitions(trace),
+            "predicted_peak_service_seconds": round(
+                predicted["seconds"] + (trace.duration - predicted["since"]) * predicted["services"], 1
+            ),
         }
     return Run(
         "heady-predictive" if prediction else "heady-reactive",
@@ -774,8 +1098,81 @@ async def simulate_heady(
     )
 
 
-def run_heady(trace: Trace, prediction: bool, delay: float = RESIZE_DELAY_S, **settings: Any) -> Run:
-    return asyncio.run(simulate_heady(trace, prediction, delay, settings))
+def run_heady(
+    trace: Trace, prediction: bool, delay: float = RESIZE_DELAY_S, node_room: float = 1.0, **settings: Any
+) -> Run:
+    return asyncio.run(simulate_heady(trace, prediction, delay, settings, node_room))
+
+
+def causes(
+    plan: Plan,
+    services: Mapping[str, SimService],
+    pods_of: Mapping[str, list[str]],
+    max_high: int = 2,
+    node_room: Amount | None = None,
+) -> dict[str, str]:
+    """Why each service of `plan` is (or may be) short of peak, as a cause key (CAUSE_LABELS).
+
+    Derived from the planner's decisions alone: granted -> the resize is on its way, unless a pod
+    was held at baseline (its pod reason, e.g. NodeCapacity); waiting for a slot or room that a
+    predicted escalation holds -> PredictionHeldSlot; any other reason is kept as the planner
+    names it, so a new one shows up as itself instead of breaking the simulator.
+
+    A rest (MaxPeakTime) is split by whether it shared anything: it did when the service is
+    high-priority and, without it, `max_high` other high-priority services want peak (one waits, or
+    took its slot), or when the node (allocatable `node_room`) lacks the room for its pods' peak
+    with everything else as planned. Otherwise nothing waited and the rest only cost attention."""
+    out: dict[str, str] = {}
+    predicted = False  # a prediction alone holds a high-priority slot
+    high_wanting: set[str] = set()
+    for key, d in plan.services.items():
+        svc = services.get(key[1])
+        high = svc is not None and PriorityLevel(svc.priority).is_high
+        if high and d.wants_peak:
+            high_wanting.add(key[1])
+        sig = getattr(d, "signal", None)
+        if d.granted and high and sig is not None and getattr(sig, "source", None) == PREDICTOR:
+            predicted = True
+        if not d.granted:
+            out[key[1]] = str(d.reason)
+            continue
+        held = set()
+        if d.pods_total and d.pods_at_peak < d.pods_total:
+            for pod in pods_of.get(key[1], []):
+                pd = plan.pods.get((key[0], pod))
+                if pd is not None and str(pd.level) != "Peak":
+                    held.add(str(pd.reason))
+        out[key[1]] = (
+            str(Reason.NODE_CAPACITY) if str(Reason.NODE_CAPACITY) in held else min(held, default=ACTUATING)
+        )
+    if str(Reason.NODE_CAPACITY) in out.values():
+        # Node room is shared by everyone escalated; a predicted escalation holds some of it.
+        predicted = predicted or any(
+            d.granted and getattr(getattr(d, "signal", None), "source", None) == PREDICTOR
+            for d in plan.services.values()
+        )
+    free: tuple[int, int] | None = None
+    if node_room is not None and str(Reason.MAX_PEAK_TIME) in out.values():
+        used = [pod_requests(pd.target) for pd in plan.pods.values()]
+        free = (
+            (node_room.cpu or 0) - sum(u.cpu or 0 for u in used),
+            (node_room.memory or 0) - sum(u.memory or 0 for u in used),
+        )
+    for name, why in out.items():
+        if why in WAITING and predicted:
+            out[name] = PREDICTION_HELD_SLOT
+        elif why == str(Reason.MAX_PEAK_TIME):
+            svc = services.get(name)
+            shared = False
+            if svc is not None:
+                if PriorityLevel(svc.priority).is_high:
+                    shared = len(high_wanting - {name}) >= max_high
+                if free is not None and not shared:
+                    extra_cpu = (svc.peak_cpu_m - (svc.baseline.cpu or 0)) * svc.replicas
+                    extra_mem = (svc.peak_memory - (svc.baseline.memory or 0)) * svc.replicas
+                    shared = free[0] < extra_cpu or free[1] < extra_mem
+            out[name] = REST_OTHERS_WAITING if shared else REST_NOTHING_WAITING
+    return out
 
 
 # ---------------------------------------------------------------- all policies
@@ -789,18 +1186,128 @@ class Knobs:
     vpa_window: float = 300.0
     keda_poll: float = 30.0
     keda_cooldown: float = 300.0
+    # What one resize costs, in core-seconds (kubelet and API work, a cache-cold moment): 0 = free.
+    resize_cost_core_seconds: float = 0.0
+    # heady's node: room for every pod at baseline plus this share of what all need at peak.
+    node_room: float = 1.0
 
 
-def run_all(trace: Trace, knobs: Knobs = Knobs()) -> tuple[list[Run], list[dict[str, Any]]]:
-    runs = [
-        always_peak(trace),
-        static_baseline(trace),
-        run_heady(trace, prediction=False, delay=knobs.resize_delay),
-        run_heady(trace, prediction=True, delay=knobs.resize_delay),
-        vpa_like(trace, knobs.vpa_period, knobs.vpa_window, knobs.resize_delay),
-        keda_like(trace, knobs.keda_poll, knobs.keda_cooldown, knobs.scale_out_delay),
-    ]
-    return runs, compare([account(trace, r) for r in runs])
+POLICIES = (
+    "always-peak",
+    "oracle",
+    "static-baseline",
+    "heady-reactive",
+    "heady-predictive",
+    "vpa-like",
+    "keda-like",
+)
+
+
+def with_baseline_ratio(trace: Trace, ratio: float) -> Trace:
+    """The same trace with every service's baseline at `ratio` x peak (validated as the CRD does)."""
+    HeadyServiceSpec.model_validate({"workload": {"name": "x"}, "baselineRatio": ratio})
+    services = tuple(dataclasses.replace(s, baseline_ratio=ratio) for s in trace.services)
+    return dataclasses.replace(trace, services=services)
+
+
+def run_all(
+    trace: Trace, knobs: Knobs = Knobs(), policies: Sequence[str] = POLICIES
+) -> tuple[list[Run], list[dict[str, Any]]]:
+    build: dict[str, Callable[[], Run]] = {
+        "always-peak": lambda: always_peak(trace),
+        "oracle": lambda: oracle(trace),
+        "static-baseline": lambda: static_baseline(trace),
+        "heady-reactive": lambda: run_heady(trace, False, knobs.resize_delay, knobs.node_room),
+        "heady-predictive": lambda: run_heady(trace, True, knobs.resize_delay, knobs.node_room),
+        "vpa-like": lambda: vpa_like(trace, knobs.vpa_period, knobs.vpa_window, knobs.resize_delay),
+        "keda-like": lambda: keda_like(trace, knobs.keda_poll, knobs.keda_cooldown, knobs.scale_out_delay),
+    }
+    wanted = list(dict.fromkeys(["always-peak", *policies]))  # the reference is always measured
+    runs = [build[name]() for name in wanted]
+    return runs, compare([account(trace, r) for r in runs], resize_cost=knobs.resize_cost_core_seconds)
+
+
+def reprice(run: Run, original: Trace, target: Trace) -> Run | None:
+    """`run`'s level timeline (same steps, same peaks) with `target`'s baselines, or None if a
+    step is neither its service's peak nor baseline in `original` (then it cannot be re-priced)."""
+    before = {s.name: s for s in original.services}
+    after = {s.name: s for s in target.services}
+    steps: dict[str, list[Step]] = {}
+    for pod, timeline in run.steps.items():
+        old, new = before[run.pod_service[pod]], after[run.pod_service[pod]]
+        out = []
+        for step in timeline:
+            was = old.peak if step.peak else old.baseline
+            if (step.cpu_m, step.memory) != (was.cpu, was.memory):
+                return None
+            now = new.peak if step.peak else new.baseline
+            out.append(Step(step.t, now.cpu or 0, now.memory or 0, step.peak))
+        steps[pod] = out
+    return dataclasses.replace(run, steps=steps)
+
+
+def _levels(run: Run) -> dict[str, list[tuple[float, bool]]]:
+    return {pod: [(s.t, s.peak) for s in steps] for pod, steps in run.steps.items()}
+
+
+@dataclass
+class SweepPoint:
+    ratio: float
+    trace: Trace
+    runs: list[Run]
+    results: list[dict[str, Any]]
+    heady: str  # "simulated", or "re-priced from <ratio>"
+
+
+def sweep_runs(
+    trace: Trace, knobs: Knobs, ratios: Sequence[float], simulate_at: Sequence[float] = ()
+) -> list[SweepPoint]:
+    """Every policy at every baseline ratio.
+
+    heady runs the operator's planner on the trace at each ratio in `simulate_at` (default: the
+    first and last). Its decisions depend on the ratio only through node room; when the node has
+    room for every pod at peak (node_room >= 1) and the simulated ratios' level timelines agree
+    step for step, the other ratios re-price that timeline with their baselines instead of
+    re-running it (the report says which). Otherwise heady is simulated at every ratio. The
+    other policies are cheap and always run."""
+    full = list(dict.fromkeys(simulate_at or (ratios[0], ratios[-1])))
+    simulated: dict[float, tuple[Trace, list[Run]]] = {}
+    for ratio in full:
+        at = with_baseline_ratio(trace, ratio)
+        simulated[ratio] = (at, run_all(at, knobs)[0])
+    heady = [n for n in POLICIES if n.startswith("heady-")]
+    base_ratio = full[0]
+    base_trace, base_runs = simulated[base_ratio]
+    same = (
+        knobs.node_room >= 1
+        and len(full) > 1
+        and all(
+            _levels(a) == _levels(b)
+            for r in full[1:]
+            for a, b in zip(base_runs, simulated[r][1], strict=True)
+            if a.policy in heady
+        )
+    )
+    points = []
+    for ratio in ratios:
+        if ratio in simulated:
+            at, runs = simulated[ratio]
+            how = "simulated"
+        else:
+            at = with_baseline_ratio(trace, ratio)
+            runs, _ = run_all(at, knobs, [n for n in POLICIES if n not in heady])
+            priced = [reprice(r, base_trace, at) for r in base_runs if r.policy in heady] if same else []
+            if same and all(r is not None for r in priced):
+                runs += [r for r in priced if r is not None]
+                how = f"re-priced from {base_ratio:g}"
+            else:
+                runs = run_all(at, knobs)[0]
+                how = "simulated"
+            order = {n: k for k, n in enumerate(POLICIES)}
+            runs.sort(key=lambda r: order[r.policy])
+        results = compare([account(at, r) for r in runs], resize_cost=knobs.resize_cost_core_seconds)
+        points.append(SweepPoint(ratio, at, runs, results, how))
+    return points
 
 
 def total_cores(run: Run, end: float, resolution: float = 60.0) -> tuple[list[float], list[float]]:
