@@ -257,6 +257,8 @@ def build_clone_job(session: WorkspaceSession, params: WorkspaceParams, name: st
                 "metadata": {"labels": meta_labels},
                 "spec": {
                     "restartPolicy": "Never",
+                    # A clone has nothing to save, and sh as PID 1 ignores SIGTERM: be gone soon.
+                    "terminationGracePeriodSeconds": 5,
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "securityContext": {
