@@ -624,7 +624,14 @@ class ArenaController:
             session.retain,
             phase,
         )
-        due = seen != entry.workspace_seen or phase == WorkspacePhase.CLONING.value or periodic
+        # Queued and never admitted: nothing exists yet. Released or retained: nothing is left to do.
+        queued = not session.admitted and not session.finished and previous is None
+        settled = session.finished and phase in (WorkspacePhase.RELEASED.value, WorkspacePhase.RETAINED.value)
+        due = not queued and (
+            seen != entry.workspace_seen
+            or phase == WorkspacePhase.CLONING.value
+            or (periodic and not settled)
+        )
         if due and (session.repos or previous is not None) and self.kube is not None:
             try:
                 obs = await kworkspace.observe(self.kube, key[0], key[1], session.uid)
