@@ -92,6 +92,19 @@ def _cond(status: Mapping[str, Any], type_: str) -> bool:
     return any(c.get("type") == type_ and c.get("status") == "True" for c in status.get("conditions") or [])
 
 
+def _degraded(
+    conds: list[dict[str, Any]], status: Mapping[str, Any], now: datetime, gen: int | None
+) -> list[dict[str, Any]]:
+    """Degraded of a valid spec: a failed clone (git's message), else AsPlanned. One function for
+    both writers of a pass, so the condition never flips within a pass (and is not rewritten)."""
+    workspace = status.get("workspace") or {}
+    if workspace.get("phase") == WorkspacePhase.FAILED.value:
+        return set_condition(
+            conds, "Degraded", True, "CloneFailed", str(workspace.get("message") or ""), now, gen
+        )
+    return set_condition(conds, "Degraded", False, "AsPlanned", "spec valid", now, gen)
+
+
 def _key_text(key: Key) -> str:
     return f"{key[0]}/{key[1]}"
 
@@ -573,8 +586,7 @@ class ArenaController:
                 now,
                 gen,
             )
-        conds = set_condition(conds, "Degraded", False, "AsPlanned", "spec valid", now, gen)
-        status["conditions"] = conds
+        status["conditions"] = _degraded(conds, status, now, gen)
         return status
 
     def _workspace_params(self) -> WorkspaceParams:
@@ -662,9 +674,7 @@ class ArenaController:
             ready = ws_phase == WorkspacePhase.READY.value
             reason = "CloneFailed" if ws_phase == WorkspacePhase.FAILED.value else ws_phase
             conds = set_condition(conds, "WorkspaceReady", ready, reason, message, now, gen)
-            if ws_phase == WorkspacePhase.FAILED.value:
-                conds = set_condition(conds, "Degraded", True, "CloneFailed", message, now, gen)
-        status["conditions"] = conds
+        status["conditions"] = _degraded(conds, status, now, gen)
 
     def _battle_memory(self, key: Key, entry: SessionEntry, risk: float) -> ArenaBattleMemory | None:
         if self.memory is None or self.embedder is None or entry.spec is None:

@@ -414,3 +414,37 @@ def test_the_clone_script_reports_a_missing_branch(tmp_path: Path) -> None:
     a, _ = _origin(tmp_path, "a", "main")
     code, message = _run_script(tmp_path, ["s1", "a", f"file://{a}", "nope", ""])
     assert code == 1 and message.startswith("repo a:") and "nope" in message
+
+
+# --- the controller's conditions ----------------------------------------------------------------
+
+
+async def test_a_failed_workspace_is_degraded_and_rewritten_by_no_later_pass() -> None:
+    """Two writers of Degraded in one pass (the session's and the workspace's) must agree, or
+    every pass would flip it and write status again (and the write wake the next pass)."""
+    from datetime import UTC, datetime, timedelta
+
+    from heady_operator.arena import ArenaController
+    from heady_operator.config import Settings
+
+    times = iter(datetime(2026, 11, 29, 12, 0, tzinfo=UTC) + timedelta(seconds=i) for i in range(10))
+    arena = ArenaController(Settings(), None, clock=lambda: next(times))
+    repos = [RepoRef.model_validate({"name": "web", "url": "git://h/web.git"})]
+    git_says = "repo web: fatal: remote error: access denied or repository not exported: /web.git"
+    body = {
+        "metadata": {"name": "s1", "namespace": "team", "uid": "u", "generation": 1},
+        "spec": {"repos": [{"name": "web", "url": "git://h/web.git"}]},
+        "status": {
+            "workspace": {"phase": "Failed", "message": git_says, "reposHash": repos_hash(repos)},
+            "admittedAt": "2026-11-29T11:59:00Z",
+        },
+    }
+    arena.on_session("ADDED", body)
+    await arena.reconcile()
+    first = arena.sessions[("team", "s1")].written
+    degraded = next(c for c in first["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"], degraded["message"]) == ("True", "CloneFailed", git_says)
+    ready = next(c for c in first["conditions"] if c["type"] == "WorkspaceReady")
+    assert (ready["status"], ready["reason"]) == ("False", "CloneFailed")
+    await arena.reconcile()
+    assert arena.sessions[("team", "s1")].written == first
