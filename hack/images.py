@@ -4,7 +4,7 @@
     hack/images.py all          # everything below that is missing from the cache
     hack/images.py node         # the kind node image (podman store), control-plane images preloaded
     hack/images.py operator     # `make image`: the project's Dockerfile built with buildah
-    hack/images.py workloads    # busybox, postgres+pgvector, redis (archives for `kind load`)
+    hack/images.py workloads    # busybox, postgres+pgvector, redis, git (archives for `kind load`)
     hack/images.py archives     # print the archives `kind load image-archive` takes, one a line
     hack/images.py operator-ref # print the operator image reference
 
@@ -345,6 +345,12 @@ def control_plane_images() -> list[Image]:
 KUBE_PROXY_PACKAGES = ["nftables", "conntrack", "kmod", "iproute2"]
 REDIS_PACKAGES = ["redis-server", "redis-tools"]
 POSTGRES_PACKAGES = ["zlib1g", "libgcc-s1"]
+GIT_PACKAGES = ["git", "ca-certificates", "openssh-client"]
+# The clone Jobs run as uid 10001; ssh refuses to start for a uid without a passwd entry.
+GIT_HOOKS = [
+    'echo "heady:x:10001:10001:heady:/tmp:/usr/sbin/nologin" >> "$1/etc/passwd"',
+    'echo "heady:x:10001:" >> "$1/etc/group"',
+]
 
 
 def kube_proxy_image() -> Image:
@@ -409,6 +415,19 @@ def redis_image() -> Image:
         )
 
     return Image(ref, digest_of("redis-v1", packages, REDIS_WRAPPER.decode(), debian_sources()), build)
+
+
+def git_image() -> Image:
+    """Debian's git (+ ssh, CA certificates): the arena workspaces' clone Jobs, HEADY_ARENA_GIT_IMAGE.
+    The kind tier's git server (`git daemon`) runs the same image."""
+    packages = GIT_PACKAGES
+    ref = "localhost/heady/git:bookworm"
+
+    def build(img: Image, tmp: Path) -> None:
+        base = debian_layer("git", packages, GIT_HOOKS)
+        write_archive(img.archive, img.ref, [base], {"Env": [PATH_ENV], "Cmd": ["git", "--version"]})
+
+    return Image(ref, digest_of("git-v1", packages, GIT_HOOKS, debian_sources()), build)
 
 
 def postgres_image() -> Image:
@@ -755,7 +774,7 @@ def build_operator() -> Path:
 
 
 def workload_images() -> list[Image]:
-    return [busybox_image(), redis_image(), postgres_image()]
+    return [busybox_image(), redis_image(), postgres_image(), git_image()]
 
 
 def prefetch_layers() -> None:
@@ -766,6 +785,7 @@ def prefetch_layers() -> None:
         ("kube-proxy-base", KUBE_PROXY_PACKAGES, None),
         ("redis", REDIS_PACKAGES, None),
         ("postgres", POSTGRES_PACKAGES, None),
+        ("git", GIT_PACKAGES, GIT_HOOKS),
         ("python", PYTHON_PACKAGES, PYTHON_HOOKS),
     ]
     threads = [threading.Thread(target=debian_layer, args=layer, daemon=True) for layer in layers]
@@ -780,7 +800,7 @@ def refs() -> dict[str, str]:
         "operator": operator_ref(),
         **{
             name: img.ref
-            for name, img in zip(("busybox", "redis", "postgres"), workload_images(), strict=True)
+            for name, img in zip(("busybox", "redis", "postgres", "git"), workload_images(), strict=True)
         },
     }
 

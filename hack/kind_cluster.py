@@ -174,7 +174,7 @@ def load_images() -> None:
     refs = json.loads(images("refs"))
     have = node_images()
     archives = images("archives").splitlines()
-    wanted = [refs["busybox"], refs["redis"], refs["postgres"], refs["operator"]]
+    wanted = [refs["busybox"], refs["redis"], refs["postgres"], refs["git"], refs["operator"]]
     for ref, archive in zip(wanted, archives, strict=True):
         if ref in have or f"docker.io/{ref}" in have:
             continue

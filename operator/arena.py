@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from heady_operator import metrics
 from heady_operator.config import Settings
+from heady_operator.kube import workspace as kworkspace
 from heady_operator.kube.client import Kube
 from heady_operator.kube.events import post_event
 from heady_operator.kube.status import patch_status
@@ -49,11 +50,20 @@ from heady_operator.planning.battle import (
     run_battle,
 )
 from heady_operator.planning.risk import PRECEDENT_THRESHOLD, assess_risk
+from heady_operator.planning.workspace import (
+    Phase as WorkspacePhase,
+)
+from heady_operator.planning.workspace import (
+    WorkspaceParams,
+    WorkspaceSession,
+    plan_workspace,
+    repos_hash,
+)
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
 CONDITIONS = ("Admitted", "Running", "Preempted", "Finished", "Degraded", "Ready")
-ARENA_CONDITIONS = frozenset({*CONDITIONS, "MemoryAvailable"})
+ARENA_CONDITIONS = frozenset({*CONDITIONS, "MemoryAvailable", "WorkspaceReady"})
 # The status keys this controller writes; others (status.chaos and its conditions) belong to
 # the chaos handlers and are carried along untouched.
 OWNED = frozenset(
@@ -68,6 +78,8 @@ OWNED = frozenset(
         "allocation",
         "battle",
         "queuePosition",
+        "workspace",
+        "repos",
         "conditions",
     }
 )
@@ -78,6 +90,19 @@ SESSION_ENTITY = "session"
 
 def _cond(status: Mapping[str, Any], type_: str) -> bool:
     return any(c.get("type") == type_ and c.get("status") == "True" for c in status.get("conditions") or [])
+
+
+def _degraded(
+    conds: list[dict[str, Any]], status: Mapping[str, Any], now: datetime, gen: int | None
+) -> list[dict[str, Any]]:
+    """Degraded of a valid spec: a failed clone (git's message), else AsPlanned. One function for
+    both writers of a pass, so the condition never flips within a pass (and is not rewritten)."""
+    workspace = status.get("workspace") or {}
+    if workspace.get("phase") == WorkspacePhase.FAILED.value:
+        return set_condition(
+            conds, "Degraded", True, "CloneFailed", str(workspace.get("message") or ""), now, gen
+        )
+    return set_condition(conds, "Degraded", False, "AsPlanned", "spec valid", now, gen)
 
 
 def _key_text(key: Key) -> str:
@@ -96,6 +121,9 @@ class SessionEntry:
     # while unknown (no memory, or memory down when it was looked up).
     precedent: float | None = None
     precedent_looked_up: bool = False
+    # What the workspace was last reconciled for (admitted, finished, repos, retain, phase): it
+    # is looked at again when that changes, while it clones, and on the rebalance cadence.
+    workspace_seen: tuple[Any, ...] | None = None
 
 
 def operation_text(spec: ArenaSessionSpec) -> str:
@@ -250,6 +278,9 @@ class ArenaController:
         now = self.clock()
         horizon = self.settings.rebalance_interval_seconds - (time.monotonic() - self._last_rebalance)
         for entry in self.sessions.values():
+            if (entry.status.get("workspace") or {}).get("phase") == WorkspacePhase.CLONING.value:
+                # No watch on Jobs: a clone in progress is looked at every second.
+                horizon = min(horizon, 1.0)
             admitted = parse_time(entry.status.get("admittedAt"))
             if entry.spec is not None and admitted is not None and _cond(entry.status, "Running"):
                 left = (admitted + timedelta(seconds=entry.spec.duration_seconds) - now).total_seconds()
@@ -400,6 +431,8 @@ class ArenaController:
             status = await self._session_status(
                 key, entry, now, admission, preempted_by, plans, risks, changes.get(_key_text(key))
             )
+            if entry.spec is not None:
+                await self._workspace(key, entry, status, admission, now, rebalance_due)
             for c in status.get("conditions", []):
                 if c["status"] == "True" and c["type"] in counts:
                     counts[c["type"]] += 1
@@ -553,9 +586,95 @@ class ArenaController:
                 now,
                 gen,
             )
-        conds = set_condition(conds, "Degraded", False, "AsPlanned", "spec valid", now, gen)
-        status["conditions"] = conds
+        status["conditions"] = _degraded(conds, status, now, gen)
         return status
+
+    def _workspace_params(self) -> WorkspaceParams:
+        s = self.settings
+        return WorkspaceParams(
+            image=s.arena_git_image,
+            size=s.arena_workspace_size,
+            storage_class=s.arena_workspace_storage_class,
+            access_mode=s.arena_workspace_access_mode,
+            deadline_seconds=s.arena_clone_deadline_seconds,
+            retries=s.arena_clone_retries,
+        )
+
+    async def _workspace(
+        self,
+        key: Key,
+        entry: SessionEntry,
+        status: dict[str, Any],
+        admission: Any,
+        now: datetime,
+        periodic: bool,
+    ) -> None:
+        """The session's workspace (repos with a url): observe, plan, apply; status and conditions.
+
+        Looked at when what it depends on changed, while a clone runs, and on the rebalance
+        cadence (a claim or Job deleted by hand is put back); otherwise the status says it all.
+        """
+        spec = entry.spec
+        assert spec is not None
+        meta = entry.body["metadata"]
+        state = admission.decision(_key_text(key)).state
+        session = WorkspaceSession(
+            namespace=key[0],
+            name=key[1],
+            uid=str(meta.get("uid") or ""),
+            repos=tuple(spec.cloned_repos),
+            retain=spec.retain_workspace,
+            admitted=state is AdmissionState.ADMITTED,
+            finished=state is AdmissionState.FINISHED,
+        )
+        previous = status.get("workspace")
+        phase = (previous or {}).get("phase")
+        seen = (
+            session.admitted,
+            session.finished,
+            repos_hash(session.repos) if session.repos else None,
+            session.retain,
+            phase,
+        )
+        # Queued and never admitted: nothing exists yet. Released or retained: nothing is left to do.
+        queued = not session.admitted and not session.finished and previous is None
+        settled = session.finished and phase in (WorkspacePhase.RELEASED.value, WorkspacePhase.RETAINED.value)
+        due = not queued and (
+            seen != entry.workspace_seen
+            or phase == WorkspacePhase.CLONING.value
+            or (periodic and not settled)
+        )
+        if due and (session.repos or previous is not None) and self.kube is not None:
+            try:
+                obs = await kworkspace.observe(self.kube, key[0], key[1], session.uid)
+                plan = plan_workspace(session, obs, previous, status.get("repos"), self._workspace_params())
+                for action in plan.actions:
+                    await kworkspace.apply(self.kube, key[0], session, action)
+            except ApiException as exc:
+                log.warning("workspace of arena %s: API error %s %s", _key_text(key), exc.status, exc.reason)
+                return
+            if plan.workspace is None:
+                status.pop("workspace", None)
+                status.pop("repos", None)
+            else:
+                status["workspace"] = plan.workspace
+                status["repos"] = plan.repos
+            if plan.event is not None:
+                reason, message, type_ = plan.event
+                await self._event(entry.body, reason, message, type_)
+            entry.workspace_seen = (*seen[:4], (plan.workspace or {}).get("phase"))
+        gen = meta.get("generation")
+        conds = list(status.get("conditions") or [])
+        workspace = status.get("workspace")
+        if workspace is None:
+            conds = [c for c in conds if c.get("type") != "WorkspaceReady"]
+        else:
+            ws_phase = str(workspace.get("phase"))
+            message = str(workspace.get("message") or "")
+            ready = ws_phase == WorkspacePhase.READY.value
+            reason = "CloneFailed" if ws_phase == WorkspacePhase.FAILED.value else ws_phase
+            conds = set_condition(conds, "WorkspaceReady", ready, reason, message, now, gen)
+        status["conditions"] = _degraded(conds, status, now, gen)
 
     def _battle_memory(self, key: Key, entry: SessionEntry, risk: float) -> ArenaBattleMemory | None:
         if self.memory is None or self.embedder is None or entry.spec is None:

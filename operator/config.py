@@ -70,6 +70,19 @@ class Settings(BaseSettings):
     rebalance_interval_seconds: float = Field(default=30.0, gt=0.0)
     rebalance_jitter: float = Field(default=0.0, ge=0.0, le=0.3)
     rebalance_seed: int = 0
+    # Arena workspaces: repos with a url are cloned into a PVC per session by a Job running
+    # this image (git + sh; hack/images.py builds localhost/heady/git from Debian's git).
+    arena_git_image: str = "heady-git:latest"
+    arena_workspace_size: str = "1Gi"
+    # Empty: the cluster's default StorageClass.
+    arena_workspace_storage_class: str = ""
+    arena_workspace_access_mode: Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"] = (
+        "ReadWriteOnce"
+    )
+    # The clone Job: its deadline (a missing credentials Secret or an unreachable host ends there),
+    # and how often a failed clone is retried (git's message of the last try goes to status).
+    arena_clone_deadline_seconds: int = Field(default=600, ge=10)
+    arena_clone_retries: int = Field(default=1, ge=0, le=10)
 
     # Memory (Postgres + pgvector) and ingest (Redis).
     postgres_dsn: str = ""

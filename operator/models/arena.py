@@ -7,6 +7,7 @@ a disabled validation) becomes a readable error instead of a crash deeper down.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -22,9 +23,42 @@ PLURAL = "arenasessions"
 MAX_BATTLE_DEPTH = 7
 
 
+# The CRD's rules for a repo that is cloned (it has a url), repeated with the same messages.
+# Its name becomes a directory of the workspace and `branch` a git ref, so both are restricted
+# to what cannot climb out of the workspace or confuse git's option parsing.
+REPO_DIR_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+BRANCH_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]*$"
+URL_PATTERN = r"^((https?|git|ssh)://[^\s]+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+)$"
+URL_MESSAGE = "url must be an http(s)://, git://, ssh:// or user@host:path git URL"
+DIR_MESSAGE = "a repo with a url needs a name usable as a directory (letters, digits, '.', '_', '-')"
+BRANCH_MESSAGE = (
+    "a repo with a url needs a branch name git accepts (letters, digits, '.', '_', '-', '/', no '..')"
+)
+CREDENTIALS_MESSAGE = "credentialsSecret needs a url"
+
+
 class RepoRef(CamelModel):
     name: str = Field(min_length=1, max_length=253)
     branch: str = Field(default="main", min_length=1, max_length=253)
+    # Where the workspace clones it from; without a url the repo is only a name (risk, memory).
+    url: str | None = Field(default=None, min_length=1, max_length=2048)
+    # A Secret in the session's namespace: keys username + password (HTTPS), or ssh-privatekey
+    # (+ known_hosts) for ssh URLs.
+    credentials_secret: str | None = Field(default=None, min_length=1, max_length=253)
+
+    @model_validator(mode="after")
+    def _cel_rules(self) -> RepoRef:
+        if self.url is None:
+            if self.credentials_secret is not None:
+                raise ValueError(CREDENTIALS_MESSAGE)
+            return self
+        if not re.fullmatch(URL_PATTERN, self.url):
+            raise ValueError(URL_MESSAGE)
+        if not re.fullmatch(REPO_DIR_PATTERN, self.name) or self.name in (".", ".."):
+            raise ValueError(DIR_MESSAGE)
+        if not re.fullmatch(BRANCH_PATTERN, self.branch) or ".." in self.branch:
+            raise ValueError(BRANCH_MESSAGE)
+        return self
 
 
 def _score(description: str) -> Any:
@@ -141,6 +175,8 @@ class ArenaSessionSpec(CamelModel):
     risk: RiskInputs = Field(default_factory=RiskInputs)
     value: SessionValue | None = None
     chaos: ChaosSpec | None = None
+    # Keep the workspace (the PVC with the clones) when the session finishes or is deleted.
+    retain_workspace: bool = False
 
     @field_validator("repos")
     @classmethod
@@ -157,6 +193,11 @@ class ArenaSessionSpec(CamelModel):
     @property
     def repo_names(self) -> list[str]:
         return [r.name for r in self.repos]
+
+    @property
+    def cloned_repos(self) -> list[RepoRef]:
+        """The repos the session's workspace holds: those with a url."""
+        return [r for r in self.repos if r.url is not None]
 
 
 def _refuse_duplicates(values: list[str], what: str) -> None:
@@ -190,6 +231,8 @@ class ArenaSessionStatus(BaseModel):
     risk: dict[str, Any] | None = None
     battle: dict[str, Any] | None = None
     chaos: dict[str, Any] | None = None
+    workspace: dict[str, Any] | None = None
+    repos: list[dict[str, Any]] | None = None
     conditions: list[Condition] = Field(default_factory=list)
 
     def condition(self, type_: str) -> Condition | None:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.harness import Cluster, OperatorProcess
-from tests.kind.realnode import kind_cluster
+from tests.kind.realnode import WORKSPACE_STORAGE_CLASS, image_refs, kind_cluster
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +30,15 @@ def cluster() -> Iterator[Cluster]:
 def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     """The operator as a host process talking to kind's apiserver (the chart test runs it in-cluster)."""
     op = OperatorProcess(
-        cluster, tmp_path_factory.mktemp("operator"), {"HEADY_REBALANCE_INTERVAL_SECONDS": "2"}
+        cluster,
+        tmp_path_factory.mktemp("operator"),
+        {
+            "HEADY_REBALANCE_INTERVAL_SECONDS": "2",
+            # Arena workspaces: the locally built git image, on the PersistentVolumes the
+            # workspace test makes (the kind node has no volume provisioner).
+            "HEADY_ARENA_GIT_IMAGE": image_refs()["git"],
+            "HEADY_ARENA_WORKSPACE_STORAGE_CLASS": WORKSPACE_STORAGE_CLASS,
+        },
     )
     op.start()
     yield op

@@ -17,6 +17,8 @@ from typing import Any
 from tests.harness import ROOT, Cluster, _connect
 
 KIND_CLUSTER = os.environ.get("HEADY_E2E_KIND_CLUSTER", "heady-e2e")
+# The class of the PersistentVolumes tests/kind/test_arena_workspace.py makes for workspaces.
+WORKSPACE_STORAGE_CLASS = "heady-workspace"
 
 
 def _kind(name: str, *args: str) -> subprocess.CompletedProcess[str]:

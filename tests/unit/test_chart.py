@@ -455,6 +455,7 @@ def test_operator_cluster_role_grants_what_it_needs() -> None:
         ("", "configmaps"): {"get", "list", "watch", "create", "patch", "update"},
         ("", "namespaces"): {"get", "list", "watch"},
         ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
+        ("", "persistentvolumeclaims"): {"get", "list", "watch", "create", "delete", "patch"},
         ("networking.k8s.io", "networkpolicies"): {"get", "list", "watch", "create", "delete"},
         ("coordination.k8s.io", "leases"): {"get", "create", "update"},
         ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
