@@ -22,10 +22,18 @@ class ResizeFailed(Exception):
         self.message = message
 
 
+POD_LEVEL_GATE = "InPlacePodLevelResourcesVerticalScaling"
+
+
 def failure_reason(status: int | None, message: str) -> str:
-    """Infeasible (the node can never hold it), NotFound, Conflict, Invalid (won't work on retry), Error."""
+    """Infeasible (the node can never hold it), Unsupported (this cluster cannot resize it at all),
+    NotFound, Conflict, Invalid (won't work on retry), Error."""
     if status == 403 and "allocatable" in message:
         return "Infeasible"  # the PodResizeValidator admission refuses what the node cannot hold
+    if status in (403, 422) and (POD_LEVEL_GATE in message or "InPlacePodLevelResources" in message):
+        # 403: the NodeDeclaredFeatureValidator (the node's kubelet does not declare pod-level
+        # resize); 422: the apiserver's own feature gate is off.
+        return "Unsupported"
     if status == 404:
         return "NotFound"
     if status == 409:

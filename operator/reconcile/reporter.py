@@ -184,6 +184,9 @@ class Reporter:
             tunnel=self.tunnel_state.get(key),
             prediction=self.state.model.stats_for(key),
             cooldown_seconds=entry.spec.cooldown_seconds if entry.spec is not None else 0,
+            vpa_conflict=entry.conflict,
+            peak=entry.peak_report,
+            unsupported={p[1]: self.state.unsupported[p] for p in pods if p in self.state.unsupported},
         )
         status = service_status(facts, decision, entry.status, now)
         body = entry.ref.body()
