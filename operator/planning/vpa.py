@@ -136,13 +136,16 @@ def follow(
 ) -> tuple[FollowedPeak, datetime | None]:
     """The peak to use now, and when to look again (a significant change waiting out the settle window).
 
-    A new source (the first recommendation, or the VPA gone) is taken at once; a changed
+    A new source (the first recommendation, or the VPA gone) or the template is taken at once; a changed
     recommendation is taken only if significant, and not before `settle_seconds` after the last
     change taken. Small changes are ignored until they add up to a significant one.
     """
-    if current is None or current.source != source:
+    if current is not None and current.source == source and dict(current.peak) == dict(proposed):
+        return current, None
+    if current is None or current.source != source or source == TEMPLATE:
+        # The template changes only by a rollout, which replaces the pods anyway.
         return FollowedPeak(source, dict(proposed), now), None
-    if dict(current.peak) == dict(proposed) or not significant(current.peak, proposed, min_change):
+    if not significant(current.peak, proposed, min_change):
         return current, None
     due = current.since + timedelta(seconds=settle_seconds)
     if now < due:

@@ -240,3 +240,11 @@ async def test_peak_source_says_why_the_template_is_used(
     esc.plan_once()
     await esc.reporter.flush()
     assert cond(last_status(api, "web"), "PeakSource")["reason"] == reason
+
+
+def test_follow_keeps_an_unchanged_peak_and_takes_a_template_change_at_once() -> None:
+    first, _ = follow(None, TEMPLATE, {"app": Amount(100, None)}, T0, 60, 0.1)
+    same, due = follow(first, TEMPLATE, {"app": Amount(100, None)}, T0 + timedelta(seconds=5), 60, 0.1)
+    assert same is first and due is None, "no new updatedAt, so no status rewrite"
+    rolled, due = follow(first, TEMPLATE, {"app": Amount(200, None)}, T0 + timedelta(seconds=5), 60, 0.1)
+    assert rolled.peak == {"app": Amount(200, None)} and due is None
