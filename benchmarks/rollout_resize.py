@@ -190,14 +190,14 @@ def run_phase(
     before = set(w.times)
     started = time.perf_counter()
     if phase == "rollout":
+        old = current_hash(cluster, w.namespace)
         cluster.apps.patch_namespaced_deployment(
             APP,
             w.namespace,
             {"spec": {"template": {"metadata": {"annotations": {"bench/rollout": uuid.uuid4().hex[:8]}}}}},
         )
-        # The new ReplicaSet appears a moment later; settled means every pod is of it.
-        wait_for(lambda: current_hash(cluster, w.namespace) is not None, "a ReplicaSet", timeout)
-        time.sleep(0.2)
+        # Settled means every pod is of the new ReplicaSet, which appears a moment later.
+        wait_for(lambda: current_hash(cluster, w.namespace) != old, "the new ReplicaSet", timeout)
     else:
         cluster.apps.patch_namespaced_deployment_scale(APP, w.namespace, {"spec": {"replicas": replicas}})
     template_hash = current_hash(cluster, w.namespace) if phase == "rollout" else None

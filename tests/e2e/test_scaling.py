@@ -57,7 +57,8 @@ def test_scale_up_down_and_rollout_at_peak(cluster: Cluster, operator: OperatorP
     )
     wait_for(
         lambda: (
-            [p.metadata.annotations.get("rollout") is not None for p in cluster.pods(ns, "app=web")] == [True]
+            [(p.metadata.annotations or {}).get("rollout") is not None for p in cluster.pods(ns, "app=web")]
+            == [True]
             and running(cluster, ns) == [PEAK]
         ),
         "the rolled-out pod at peak, the old one gone",
