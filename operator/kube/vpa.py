@@ -29,7 +29,14 @@ async def _get(kube: Kube, path: str, query: list[tuple[str, str]] | None = None
         _request_timeout=30,
     )
     try:
-        return json.loads(await resp.read())
+        body = await resp.read()
+        if not 200 <= resp.status <= 299:
+            try:
+                message = str(json.loads(body).get("message", ""))
+            except (ValueError, AttributeError):
+                message = body.decode(errors="replace")[:200]
+            raise ApiException(status=resp.status, reason=message)
+        return json.loads(body)
     finally:
         resp.release()
 
