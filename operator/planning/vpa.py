@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from heady_operator.models.common import rfc3339
-from heady_operator.models.quantity import format_cpu, format_memory
+from heady_operator.models.common import parse_time, rfc3339
+from heady_operator.models.quantity import QuantityError, cpu_millis, format_cpu, format_memory, memory_bytes
 from heady_operator.planning.levels import Amount, ContainerResources
 from heady_operator.planning.world import default_peak
 
@@ -166,6 +166,28 @@ def peak_status(followed: FollowedPeak) -> dict[str, Any]:
     return {"source": followed.source, "updatedAt": rfc3339(followed.since), "containers": containers}
 
 
+def followed_from_status(peak: Mapping[str, Any] | None) -> FollowedPeak | None:
+    """The followed peak a HeadyService's status.peak records: a restart resumes it (same settle
+    window, no pod moved for a drift that was not significant before the restart)."""
+    if not isinstance(peak, Mapping):
+        return None
+    since = parse_time(peak.get("updatedAt"))
+    source = peak.get("source")
+    if since is None or not isinstance(source, str):
+        return None
+    out: dict[str, Amount] = {}
+    try:
+        for item in peak.get("containers") or []:
+            cpu, memory = item.get("cpu"), item.get("memory")
+            out[str(item["name"])] = Amount(
+                cpu_millis(cpu) if cpu is not None else None,
+                memory_bytes(memory) if memory is not None else None,
+            )
+    except (QuantityError, KeyError, TypeError, AttributeError):
+        return None
+    return FollowedPeak(source, out, since)
+
+
 __all__ = [
     "DEFAULT_MODE",
     "TEMPLATE",
@@ -175,6 +197,7 @@ __all__ = [
     "acts_itself",
     "conflict_message",
     "follow",
+    "followed_from_status",
     "peak_status",
     "recommended_peak",
     "significant",

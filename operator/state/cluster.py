@@ -58,6 +58,7 @@ from heady_operator.planning.vpa import (
     acts_itself,
     conflict_message,
     follow,
+    followed_from_status,
     peak_status,
     recommended_peak,
     targets,
@@ -241,6 +242,9 @@ class ClusterState:
         status = dict(body.get("status") or {}) if old is None else old.status
         if old is None:
             self.planner.restore_memory(key, memory_from_status(status))
+            followed = followed_from_status(status.get("peak"))
+            if followed is not None:
+                self.followed[key] = followed
         entry = ServiceEntry(ref, spec, error, annotations, parse_time(meta.get("creationTimestamp")), status)
         self.services[key] = entry
         self.deleted_services.discard(key)

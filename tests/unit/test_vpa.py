@@ -248,3 +248,30 @@ def test_follow_keeps_an_unchanged_peak_and_takes_a_template_change_at_once() ->
     assert same is first and due is None, "no new updatedAt, so no status rewrite"
     rolled, due = follow(first, TEMPLATE, {"app": Amount(200, None)}, T0 + timedelta(seconds=5), 60, 0.1)
     assert rolled.peak == {"app": Amount(200, None)} and due is None
+
+
+async def test_a_restart_resumes_the_followed_peak_from_status() -> None:
+    clock = Clock()
+    state, esc, api = world(clock, {"web": 1}, vpa_settle_seconds=60)
+    state.set_vpa_available(None)
+    state.on_vpa("ADDED", vpa("web-vpa", "web", "Off", rec("600m", "700Mi")))
+    peak_from(state, "web", "web-vpa")
+    esc.plan_once()
+    await esc.reporter.flush()
+    written = last_status(api, "web")
+    # A new operator: the recommendation drifted 5% meanwhile; the status it wrote is read back.
+    clock.advance(10)
+    state2, _, _ = world(clock, {}, vpa_settle_seconds=60)
+    state2.set_vpa_available(None)
+    state2.on_vpa("ADDED", vpa("web-vpa", "web", "Off", rec("630m", "700Mi")))
+    body = objects.headyservice(
+        NS,
+        "web",
+        {"workload": {"name": "web"}, "peakFrom": {"verticalPodAutoscaler": "web-vpa"}},
+    )
+    body["status"] = {"peak": written["peak"]}
+    container = {"name": "app", "resources": objects.resources({"cpu": "100m"}, {"cpu": "2"})}
+    state2.on_workload("ADDED", "Deployment", objects.deployment(NS, "web", [container]))
+    state2.on_service("ADDED", body)
+    assert state2.planner.services[(NS, "web")].peak["app"] == Amount(600, 700 * MI), "kept: not significant"
+    assert state2.followed[(NS, "web")].since == T0
