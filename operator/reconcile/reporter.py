@@ -196,7 +196,13 @@ class Reporter:
             metrics.PODS_MANAGED.labels(*key).set(status.get("podsTotal", 0))
             self._capacity(key, pods)
         elif entry.error and self._errors.get(key) != entry.error:
-            reason = "InvalidSpec" if entry.spec is None else "WorkloadNotReady"
+            reason = (
+                "InvalidSpec"
+                if entry.spec is None
+                else "VPAConflict"
+                if entry.conflict is not None
+                else "WorkloadNotReady"
+            )
             await self.api.post_event(body, reason, entry.error, "Warning")
         self._errors[key] = entry.error
         tunnel = self.tunnel_state.get(key)

@@ -191,6 +191,7 @@ async def test_a_vpa_that_resizes_itself_is_a_conflict_and_its_pods_are_left_alo
     assert "updateMode Recreate" in conflict["message"] and "updateMode to Off" in conflict["message"]
     assert "peakFrom.verticalPodAutoscaler: auto" in conflict["message"]
     assert cond(status, "Ready")["reason"] == "VPAConflict"
+    assert any(e[1] == "VPAConflict" for e in api.events), "and a Warning Event"
     # Switched to Off: heady takes the pods back.
     state.on_vpa("MODIFIED", vpa("auto", "web", "Off", rec("3", "3Gi")))
     esc.plan_once()
