@@ -50,15 +50,30 @@ def api_message(exc: ApiException) -> str:
         return str(exc.reason)
 
 
+def status_message(body: bytes, fallback: str) -> str:
+    try:
+        return str(json.loads(body or b"{}").get("message", fallback))
+    except (TypeError, ValueError, AttributeError):
+        return fallback
+
+
 async def resize_pod(kube: Kube, namespace: str, name: str, body: dict[str, Any]) -> Pod:
     """PATCH pods/NAME/resize (strategic merge); the pod as the API server stored it."""
     try:
         resp: Any = await kube.core.patch_namespaced_pod_resize(
             name, namespace, body, field_manager=FIELD_MANAGER, _preload_content=False
         )
-        return _pod_decoder.decode(await resp.read())
+        data = await resp.read()
+        if not 200 <= resp.status <= 299:
+            # Without preloading, the client hands back error answers instead of raising: the
+            # body is a Status, not a Pod.
+            message = status_message(data, str(resp.reason))
+            raise ResizeFailed(failure_reason(resp.status, message), message)
+        return _pod_decoder.decode(data)
     except ApiException as exc:
         message = api_message(exc)
         raise ResizeFailed(failure_reason(exc.status, message), message) from None
     except (OSError, TimeoutError) as exc:
         raise ResizeFailed("Error", str(exc) or type(exc).__name__) from None
+    except msgspec.DecodeError as exc:
+        raise ResizeFailed("Error", f"the answer is not a pod: {exc}") from None

@@ -150,3 +150,37 @@ def test_explicit_container_peaks_on_a_pod_level_workload_are_refused_readably()
     state.on_service("MODIFIED", objects.headyservice(NS, "web", spec, generation=2))
     error = state.services[(NS, "web")].error
     assert error is not None and "pod-level resources" in error
+
+
+class _Resp:
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status, self.reason, self._body = status, "Forbidden", body
+
+    async def read(self) -> bytes:
+        return self._body
+
+
+class _Core:
+    def __init__(self, resp: _Resp) -> None:
+        self.resp = resp
+
+    async def patch_namespaced_pod_resize(self, *args: Any, **kwargs: Any) -> _Resp:
+        return self.resp
+
+
+async def test_an_error_answer_to_a_resize_is_a_resize_failure_not_a_pod() -> None:
+    """The client does not raise on error answers when it does not preload them."""
+    import json
+    from types import SimpleNamespace
+
+    import pytest
+
+    from heady_operator.kube.resize import resize_pod
+
+    body = json.dumps(
+        {"kind": "Status", "status": "Failure", "message": UNSUPPORTED_403, "code": 403}
+    ).encode()
+    kube: Any = SimpleNamespace(core=_Core(_Resp(403, body)))
+    with pytest.raises(ResizeFailed) as info:
+        await resize_pod(kube, NS, "web-0", {"spec": {}})
+    assert info.value.reason == "Unsupported" and "not available on node" in info.value.message
