@@ -159,7 +159,10 @@ def test_peak_from_waits_for_the_crd_then_follows_the_recommendation(
     # A big one does, capped by containers[].peak (800m), at most once per settle window.
     recommend(cluster, ns, "web-vpa", "1500m", "128Mi")
     wait_for(lambda: pods_at(cluster, ns, "web", {"cpu": "800m", "memory": "128Mi"}, 2), "capped VPA peak")
-    assert cluster.get("headyservices", ns, "web")["status"]["peak"]["containers"][0]["cpu"] == "800m"
+    wait_for(
+        lambda: cluster.get("headyservices", ns, "web")["status"]["peak"]["containers"][0]["cpu"] == "800m",
+        "status.peak says 800m (status is written behind the resizes)",
+    )
 
 
 def test_a_vpa_that_resizes_the_same_pods_is_a_conflict_and_heady_lets_go(
