@@ -28,6 +28,7 @@ import contextlib
 import json
 import os
 import platform
+import queue
 import sys
 import tempfile
 import threading
@@ -40,7 +41,7 @@ from typing import Any
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # appended: stdlib `operator` must win
 
-from kubernetes import client, watch
+from kubernetes import client, config
 
 from benchmarks.measure import ProcStats, pct
 from tests.harness import (
@@ -70,15 +71,20 @@ def ms(seconds: float) -> float | None:
     return None if seconds != seconds else round(seconds * 1000, 1)
 
 
-def at_peak(pod: client.V1Pod) -> bool:
-    requests = pod.spec.containers[0].resources.requests or {}
+Pod = dict[str, Any]  # raw JSON: the watch decodes nothing it does not read
+
+
+def at_peak(pod: Pod) -> bool:
+    containers = (pod.get("spec") or {}).get("containers") or [{}]
+    requests = (containers[0].get("resources") or {}).get("requests") or {}
     return bool(requests.get("cpu") == PEAK["cpu"])
 
 
-def ready(pod: client.V1Pod) -> bool:
-    if pod.metadata.deletion_timestamp or (pod.status.phase != "Running"):
+def ready(pod: Pod) -> bool:
+    status = pod.get("status") or {}
+    if (pod.get("metadata") or {}).get("deletionTimestamp") or status.get("phase") != "Running":
         return False
-    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
 
 
 @dataclass
@@ -90,36 +96,78 @@ class PodTimes:
 
 @dataclass
 class Watch:
-    """One namespace's pods as the benchmark sees them; raw: also the reacting 'controller'."""
+    """One namespace's pods as the benchmark sees them; raw: also the reacting 'controller'.
+
+    Raw JSON lines and json.loads (no client models), and the raw system's PATCHes from warm
+    worker threads on a client of their own: the ceiling is what the API server allows, not
+    what the Python client costs."""
 
     cluster: Cluster
     namespace: str
     react: bool
     times: dict[str, PodTimes] = field(default_factory=dict)
-    live: dict[str, client.V1Pod] = field(default_factory=dict)
+    live: dict[str, Pod] = field(default_factory=dict)
     patch_latency: list[float] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     stop: threading.Event = field(default_factory=threading.Event)
+    todo: queue.Queue[str] = field(default_factory=queue.Queue)
+
+    def __post_init__(self) -> None:
+        if self.react:
+            api = config.new_client_from_config(config_file=str(self.cluster.kubeconfig))
+            api.configuration.connection_pool_maxsize = 8
+            self.patcher = client.CoreV1Api(api)
+            for _ in range(4):
+                threading.Thread(target=self.patch_worker, daemon=True).start()
 
     def run(self) -> None:
-        core = client.CoreV1Api(self.cluster.api)
+        core = client.CoreV1Api(config.new_client_from_config(config_file=str(self.cluster.kubeconfig)))
+        rv = ""
         while not self.stop.is_set():
-            w = watch.Watch()
             try:
-                for event in w.stream(core.list_namespaced_pod, self.namespace, timeout_seconds=60):
+                if not rv:
+                    listing = json.loads(
+                        core.list_namespaced_pod(self.namespace, _preload_content=False).data
+                    )
                     now = time.perf_counter()
-                    self.on_event(event["type"], event["object"], now)
+                    for pod in listing.get("items") or []:
+                        self.on_event("ADDED", pod, now)
+                    rv = listing["metadata"]["resourceVersion"]
+                resp = core.list_namespaced_pod(
+                    self.namespace,
+                    watch=True,
+                    resource_version=rv,
+                    allow_watch_bookmarks=True,
+                    timeout_seconds=60,
+                    _preload_content=False,
+                )
+                buf = b""
+                for chunk in resp.stream(4096, decode_content=True):
+                    now = time.perf_counter()
+                    buf += chunk
+                    while b"\n" in buf:
+                        line, buf = buf.split(b"\n", 1)
+                        if not line.strip():
+                            continue
+                        event = json.loads(line)
+                        obj = event["object"]
+                        if event["type"] == "ERROR":
+                            rv = ""  # 410 Gone: list again
+                            break
+                        rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
+                        if event["type"] != "BOOKMARK":
+                            self.on_event(event["type"], obj, now)
                     if self.stop.is_set():
                         break
+                resp.release_conn()
             except Exception as exc:  # a dropped watch resumes; the benchmark's timeouts catch the rest
                 say(f"watch of {self.namespace} ended ({exc!r}); again")
-            finally:
-                w.stop()
+                rv = ""
 
-    def on_event(self, kind: str, pod: client.V1Pod, now: float) -> None:
-        name = pod.metadata.name
+    def on_event(self, kind: str, pod: Pod, now: float) -> None:
+        name = pod["metadata"]["name"]
         with self.lock:
-            if kind == "DELETED" or pod.metadata.deletion_timestamp:
+            if kind == "DELETED" or pod["metadata"].get("deletionTimestamp"):
                 self.live.pop(name, None)
                 return
             self.live[name] = pod
@@ -130,24 +178,31 @@ class Watch:
             if t.peak is None and at_peak(pod):
                 t.peak = now
         if first_ready and self.react and not at_peak(pod):
-            threading.Thread(target=self.patch, args=(name,), daemon=True).start()
+            self.todo.put(name)
 
-    def patch(self, name: str) -> None:
-        core = client.CoreV1Api(self.cluster.api)
+    def patch_worker(self) -> None:
         body = {"spec": {"containers": [{"name": "app", "resources": {"requests": dict(PEAK)}}]}}
-        start = time.perf_counter()
-        core.patch_namespaced_pod_resize(name, self.namespace, body)
-        end = time.perf_counter()
-        with self.lock:
-            self.patch_latency.append(end - start)
-            self.times[name].patched = end
+        while True:
+            name = self.todo.get()
+            start = time.perf_counter()
+            try:
+                self.patcher.patch_namespaced_pod_resize(name, self.namespace, body, _preload_content=False)
+            except client.ApiException as exc:
+                say(f"raw PATCH of {name} failed: {exc.status}")
+                continue
+            end = time.perf_counter()
+            with self.lock:
+                self.patch_latency.append(end - start)
+                self.times[name].patched = end
 
     def settled(self, replicas: int, template_hash: str | None = None) -> bool:
         with self.lock:
             pods = list(self.live.values())
         if len(pods) != replicas:
             return False
-        if template_hash and any(p.metadata.labels.get("pod-template-hash") != template_hash for p in pods):
+        if template_hash and any(
+            ((p["metadata"].get("labels") or {}).get("pod-template-hash")) != template_hash for p in pods
+        ):
             return False
         return all(ready(p) and at_peak(p) for p in pods)
 
