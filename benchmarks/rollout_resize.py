@@ -319,15 +319,18 @@ def write(result: dict[str, Any], stem: str) -> None:
     def v(x: float | None) -> str:
         return "-" if x is None or x != x else f"{x:.1f}"
 
+    load = result.get("loadavg_1m") or [None, None]
     lines = [
         f"# rollout_resize ({result['pods']} pods, {result['rounds']} round(s), {result['date']})",
         "",
-        f"One kwok cluster, {result['machine']['cpus']} cores shared by everything. A service held at peak "
+        f"One kwok cluster, {result['machine']['cpus']} cores shared by everything (1-minute load average "
+        f"{v(load[0])} at the start, {v(load[-1])} at the end; other work ran on the machine). A service held at peak "
         f"(19m CPU over a 10m template request) is scaled {result['pods']} -> {2 * result['pods']} -> "
         f"{result['pods']} and rolled out each round. Latency: a new pod first seen Ready -> its spec first "
         "seen at peak by the benchmark's watch (the resize accepted). raw = the benchmark PATCHes pods/resize "
         "itself as soon as its watch sees the pod Ready (the ceiling).",
         "",
+        *([result["note"], ""] if result.get("note") else []),
         "| phase | new pods raw/heady | raw p50 / p99 ms | heady p50 / p99 ms | heady/raw p50 | heady/raw p99 |",
         "|---|---|---|---|---|---|",
     ]
@@ -394,6 +397,7 @@ def main() -> None:
         for s in SYSTEMS:
             wait_for(lambda s=s: watches[s].settled(args.pods), f"{s}: {args.pods} pods at peak", 180)
         cpu0 = stats.cpu_seconds() if stats else 0.0
+        load0 = os.getloadavg()[0]
         for r in range(args.rounds):
             for s in SYSTEMS:
                 o = op if s == "heady" else None
@@ -422,6 +426,7 @@ def main() -> None:
             "phases": phases,
             "raw_patch_ms": [ms(x) for x in watches["raw"].patch_latency],
             "operator_cpu_s": round(cpu, 2) if cpu is not None else None,
+            "loadavg_1m": [round(load0, 1), round(os.getloadavg()[0], 1)],
             "total_s": round(time.perf_counter() - t_begin, 1),
         }
         result["summary"] = summarize(result)
