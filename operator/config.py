@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     # Another actor resized a pod heady manages: "yield" leaves the pod alone for a backoff
     # (doubling up to 10 min) and says so; "insist" puts heady's level back, also with backoff.
     conflict_policy: Literal["yield", "insist"] = "yield"
+    # spec.peakFrom (a VerticalPodAutoscaler's recommendation as peak): a changed recommendation is
+    # taken at most once per settle window, and only when some container's cpu or memory moved by
+    # at least this fraction (0.1: 10%); smaller changes wait until they add up.
+    vpa_settle_seconds: float = Field(default=300.0, ge=0.0, le=86400.0)
+    vpa_min_change: float = Field(default=0.1, ge=0.0, le=10.0)
+    # How often the operator looks whether the VPA CRD is served (installed or removed since).
+    vpa_discovery_seconds: float = Field(default=30.0, gt=0.0, le=3600.0)
 
     # Predictive pre-escalation.
     prediction_enabled: bool = True

@@ -80,6 +80,9 @@ async def _start_loops(
     memo["tasks"] = tasks
     # One consistent first listing before the first plan: a restart must not relax what it has not seen.
     tasks += await feeds.start(feeds.informers(kube, state, cfg.namespace_list))
+    vpas = feeds.VpaFeed(kube, state, cfg.namespace_list, cfg.vpa_discovery_seconds)
+    await vpas.check_safely()
+    tasks.append(asyncio.create_task(vpas.run(), name="vpa-feed"))
     escalation.mark_synced()
     if attention.consumer is not None:
         tasks.append(asyncio.create_task(attention.consumer.run(), name="attention-ingest"))

@@ -55,6 +55,7 @@ class Container(msgspec.Struct):
 class PodSpec(msgspec.Struct):
     nodeName: str | None = None
     containers: list[Container] = msgspec.field(default_factory=list)
+    resources: Resources | None = None  # pod-level resources (PodLevelResources)
 
 
 class PodCondition(msgspec.Struct):
@@ -97,6 +98,7 @@ class ReplicaSet(msgspec.Struct):
 
 class TemplateSpec(msgspec.Struct):
     containers: list[Container] = msgspec.field(default_factory=list)
+    resources: Resources | None = None
 
 
 class Template(msgspec.Struct):
@@ -112,6 +114,42 @@ class Workload(msgspec.Struct):
 
     metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
     spec: WorkloadSpec = msgspec.field(default_factory=WorkloadSpec)
+
+
+class TargetRef(msgspec.Struct):
+    kind: str = ""
+    name: str = ""
+
+
+class UpdatePolicy(msgspec.Struct):
+    updateMode: str | None = None
+
+
+class VpaSpec(msgspec.Struct):
+    targetRef: TargetRef = msgspec.field(default_factory=TargetRef)
+    updatePolicy: UpdatePolicy | None = None
+
+
+class ContainerRecommendation(msgspec.Struct):
+    containerName: str = ""
+    target: dict[str, Quantity] = msgspec.field(default_factory=dict)
+    upperBound: dict[str, Quantity] | None = None
+
+
+class Recommendation(msgspec.Struct):
+    containerRecommendations: list[ContainerRecommendation] = msgspec.field(default_factory=list)
+
+
+class VpaStatus(msgspec.Struct):
+    recommendation: Recommendation | None = None
+
+
+class VerticalPodAutoscaler(msgspec.Struct):
+    """autoscaling.k8s.io/v1: what it targets, whether it acts itself, and what it recommends."""
+
+    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
+    spec: VpaSpec = msgspec.field(default_factory=VpaSpec)
+    status: VpaStatus = msgspec.field(default_factory=VpaStatus)
 
 
 class CustomObject(msgspec.Struct):

@@ -10,6 +10,7 @@ from heady_operator.models.common import CamelModel, PriorityLevel
 from heady_operator.models.quantity import QuantityError, cpu_millis, memory_bytes
 
 HOSTNAME_PATTERN = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]{2,63}$"
+VPA_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 
 
 class WorkloadRef(CamelModel):
@@ -45,6 +46,14 @@ class PeakResources(CamelModel):
 class ContainerPeak(CamelModel):
     name: str = Field(min_length=1)
     peak: PeakResources
+
+
+class PeakFrom(CamelModel):
+    """Where peaks come from instead of the pod template: a VerticalPodAutoscaler's recommendation
+    (its `target` per container, bounded by its `upperBound` and by `containers[].peak` as caps).
+    The VPA should run with `updateMode: Off` (or `Initial`): it recommends, heady applies."""
+
+    vertical_pod_autoscaler: str = Field(min_length=1, max_length=253, pattern=VPA_NAME_PATTERN)
 
 
 class HealthCheck(CamelModel):
@@ -84,6 +93,7 @@ class HeadyServiceSpec(CamelModel):
     max_peak_seconds: int = Field(default=900, ge=1, le=86400)
     cooldown_seconds: int = Field(default=30, ge=0, le=3600)
     health_check: HealthCheck | None = None
+    peak_from: PeakFrom | None = None
 
     @model_validator(mode="after")
     def _cooldown_within_peak(self) -> HeadyServiceSpec:

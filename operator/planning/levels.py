@@ -38,6 +38,9 @@ from enum import StrEnum
 ServiceKey = tuple[str, str]  # (namespace, name)
 PREDICTOR = "predictor"  # the source of pre-escalations by the transition model
 PodKey = tuple[str, str]
+# A pod whose spec declares pod-level resources is planned as one pseudo-container of this name
+# (no real container can be called that: names are DNS labels), resized at spec.resources.
+POD_LEVEL = "(pod)"
 
 
 class Level(StrEnum):

@@ -26,6 +26,10 @@ class ServiceFacts:
     prediction: Mapping[str, Any]
     cooldown_seconds: int = 0
     kubelet_errors: Mapping[str, str] = field(default_factory=dict)  # pod -> the kubelet's message
+    vpa_conflict: str | None = None  # a VPA resizes these pods itself: heady leaves them alone
+    # With spec.peakFrom: status.peak and the PeakSource condition (ok, reason, message).
+    peak: tuple[Mapping[str, Any], tuple[bool, str, str]] | None = None
+    unsupported: Mapping[str, str] = field(default_factory=dict)  # pod -> why the cluster cannot resize it
 
 
 def service_status(
@@ -36,8 +40,12 @@ def service_status(
     status: dict[str, Any] = {"observedGeneration": generation}
     if facts.priority_value is not None:
         status["priorityValue"] = facts.priority_value
+    conditions = _peak_condition(conditions, facts, now)
+    status["peak"] = dict(facts.peak[0]) if facts.peak is not None else None
     if decision is None:
         reason = "InvalidSpec" if facts.invalid_spec else "WorkloadNotFound"
+        if facts.vpa_conflict is not None:
+            reason = "VPAConflict"
         error = facts.error or ""
         for type_, value in (("Ready", False), ("Progressing", False), ("Degraded", True)):
             conditions = set_condition(conditions, type_, value, reason, error, now, generation)
@@ -85,8 +93,11 @@ def service_status(
         conditions = set_condition(
             conditions, "Progressing", False, "Settled", f"{level}: {decision.message}", now, generation
         )
-    if infeasible or facts.failed or facts.kubelet_errors:
+    if infeasible or facts.failed or facts.kubelet_errors or facts.unsupported:
         msg = []
+        for why in sorted(set(facts.unsupported.values())):
+            pods = sorted(p for p, w in facts.unsupported.items() if w == why)
+            msg.append(f"cannot resize {', '.join(pods[:5])}{' ...' if len(pods) > 5 else ''}: {why}")
         if infeasible:
             msg.append(f"resize to peak infeasible on its node for {', '.join(infeasible)}; held at baseline")
         if facts.failed:
@@ -97,7 +108,11 @@ def service_status(
             conditions,
             "Degraded",
             True,
-            "Infeasible" if infeasible else ("ResizeFailed" if facts.failed else "KubeletResizeError"),
+            "PodLevelResizeUnsupported"
+            if facts.unsupported
+            else "Infeasible"
+            if infeasible
+            else ("ResizeFailed" if facts.failed else "KubeletResizeError"),
             "; ".join(msg),
             now,
             generation,
@@ -142,9 +157,22 @@ def _tunnel_condition(
     return set_condition(conditions, "TunnelRouted", ok, reason, message, now, facts.generation)
 
 
+def _peak_condition(
+    conditions: list[dict[str, Any]], facts: ServiceFacts, now: datetime
+) -> list[dict[str, Any]]:
+    if facts.peak is None:
+        return [c for c in conditions if c.get("type") != "PeakSource"]
+    ok, reason, message = facts.peak[1]
+    return set_condition(conditions, "PeakSource", ok, reason, message, now, facts.generation)
+
+
 def _conflict_condition(
     conditions: list[dict[str, Any]], facts: ServiceFacts, now: datetime
 ) -> list[dict[str, Any]]:
+    if facts.vpa_conflict is not None:
+        return set_condition(
+            conditions, "Conflict", True, "VerticalPodAutoscaler", facts.vpa_conflict, now, facts.generation
+        )
     if not facts.conflicts:
         if any(c.get("type") == "Conflict" for c in conditions):
             return set_condition(

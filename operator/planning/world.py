@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from heady_operator.models.common import PRIORITY_VALUES
 from heady_operator.models.headyservice import HeadyServiceSpec
 from heady_operator.models.quantity import QuantityError, cpu_millis, memory_bytes
-from heady_operator.planning.levels import Amount, ContainerResources, Service, ServiceKey
+from heady_operator.planning.levels import POD_LEVEL, Amount, ContainerResources, Service, ServiceKey
 
 UTILIZATION_ANNOTATION = "heady.io/utilization"
 
@@ -46,19 +46,14 @@ def utilization(annotations: Mapping[str, str]) -> float | None:
     return value if 0.0 <= value <= 10.0 else None  # nan, inf and nonsense read as "unknown"
 
 
-def service_model(
-    key: ServiceKey,
-    spec: HeadyServiceSpec,
-    template: tuple[ContainerResources, ...] | None,
-    annotations: Mapping[str, str],
-) -> tuple[Service | None, str | None]:
-    """The planner's view of one service, or why it cannot be planned (shown in its status)."""
-    if template is None:
-        return None, f"{spec.workload.kind} {spec.workload.name} not found in namespace {key[0]}"
+def explicit_peaks(spec: HeadyServiceSpec) -> dict[str, Amount]:
+    """containers[].peak as amounts (what is unset stays None): peaks, or caps with peakFrom."""
+    return {c.name: explicit_peak(c.peak.cpu, c.peak.memory, Amount()) for c in spec.containers}
+
+
+def template_peaks(spec: HeadyServiceSpec, template: tuple[ContainerResources, ...]) -> dict[str, Amount]:
+    """Peaks without peakFrom: containers[].peak where named, else the template's requests."""
     explicit = {c.name: c.peak for c in spec.containers}
-    missing = sorted(set(explicit) - {c.name for c in template})
-    if missing:
-        return None, f"containers {', '.join(missing)} are not in the {spec.workload.kind}'s pod template"
     peak: dict[str, Amount] = {}
     for c in template:
         value = default_peak(c)
@@ -67,6 +62,44 @@ def service_model(
             value = explicit_peak(p.cpu, p.memory, value)
         if value != Amount():
             peak[c.name] = value
+    return peak
+
+
+def template_error(spec: HeadyServiceSpec, template: tuple[ContainerResources, ...]) -> str | None:
+    names = {c.name for c in template}
+    explicit = {c.name for c in spec.containers}
+    if POD_LEVEL in names:
+        if explicit:
+            return (
+                f"the {spec.workload.kind}'s pods declare pod-level resources (spec.resources): heady "
+                "resizes them at the pod level with the template's pod-level requests as peak, so "
+                "containers[].peak does not apply; remove it"
+            )
+        return None
+    missing = sorted(explicit - names)
+    if missing:
+        return f"containers {', '.join(missing)} are not in the {spec.workload.kind}'s pod template"
+    return None
+
+
+def service_model(
+    key: ServiceKey,
+    spec: HeadyServiceSpec,
+    template: tuple[ContainerResources, ...] | None,
+    annotations: Mapping[str, str],
+    peak: Mapping[str, Amount] | None = None,
+) -> tuple[Service | None, str | None]:
+    """The planner's view of one service, or why it cannot be planned (shown in its status).
+
+    `peak` replaces the template's and containers[].peak (from a VPA's recommendation)."""
+    if template is None:
+        return None, f"{spec.workload.kind} {spec.workload.name} not found in namespace {key[0]}"
+    error = template_error(spec, template)
+    if error is not None:
+        return None, error
+    if peak is None:
+        peak = template_peaks(spec, template)
+    peak = {k: v for k, v in peak.items() if v != Amount()}
     if not peak:
         return None, "no container has requests, limits or an explicit peak to resize to"
     return (

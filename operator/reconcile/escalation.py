@@ -108,10 +108,10 @@ class Escalation:
 
     def _timeout(self) -> float:
         """Until the next time-based change, and at least once a second (the watchdog's heartbeat)."""
-        due = self.planner.next_deadline()
         wait = 1.0
-        if due is not None:
-            wait = min(wait, (due - self.clock()).total_seconds() + 0.001)
+        for due in (self.planner.next_deadline(), self.state.next_peak_review()):
+            if due is not None:
+                wait = min(wait, (due - self.clock()).total_seconds() + 0.001)
         if self.held_off:
             wait = min(wait, min(u for u, _, _ in self.held_off.values()) - self.monotonic())
         return max(0.0, wait)
@@ -125,6 +125,7 @@ class Escalation:
             self._next_check = mono + self.settings.plan_check_interval_seconds
             world = self.planner.world()
         self.state.expire(now)
+        self.state.review_peaks(now)
         while self.state.foreign_resizes:
             self._foreign(*self.state.foreign_resizes.popitem())
         delta = self.planner.plan(now)
@@ -197,6 +198,8 @@ class Escalation:
         held = self.held_off.get(key)
         if held is not None and mono < held[0]:
             return  # another actor resized it: heady waits its turn (see _foreign)
+        if key in self.state.unsupported:
+            return  # the cluster cannot resize this pod at all; its service says why
         self.queue.put(key, target, lane)
 
     # ------------------------------------------------------------------ one resize
@@ -221,6 +224,11 @@ class Escalation:
             log.warning("resize of pod %s/%s failed (%s): %s", key[0], key[1], exc.reason, exc.message)
             if exc.reason == "Infeasible":
                 self.state.mark_infeasible(key, target)
+                return Outcome.GIVE_UP
+            if exc.reason == "Unsupported":
+                self.state.unsupported[key] = unsupported_message(exc.message)
+                if owner != UNOWNED:
+                    self.state.dirty_services.add(owner)
                 return Outcome.GIVE_UP
             if exc.reason == "NotFound":
                 return Outcome.DONE
@@ -291,4 +299,12 @@ class Escalation:
         return out
 
 
-__all__ = ["Escalation", "EscalationApi", "policy_of"]
+def unsupported_message(api_message: str) -> str:
+    return (
+        "this cluster cannot resize pod-level resources in place (needs Kubernetes 1.36+ with "
+        "InPlacePodLevelResourcesVerticalScaling on the apiserver and declared by the node's kubelet); "
+        f"heady leaves the pod as it is. The API server said: {api_message}"
+    )
+
+
+__all__ = ["Escalation", "EscalationApi", "policy_of", "unsupported_message"]

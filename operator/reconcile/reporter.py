@@ -184,6 +184,9 @@ class Reporter:
             tunnel=self.tunnel_state.get(key),
             prediction=self.state.model.stats_for(key),
             cooldown_seconds=entry.spec.cooldown_seconds if entry.spec is not None else 0,
+            vpa_conflict=entry.conflict,
+            peak=entry.peak_report,
+            unsupported={p[1]: self.state.unsupported[p] for p in pods if p in self.state.unsupported},
         )
         status = service_status(facts, decision, entry.status, now)
         body = entry.ref.body()
@@ -193,7 +196,13 @@ class Reporter:
             metrics.PODS_MANAGED.labels(*key).set(status.get("podsTotal", 0))
             self._capacity(key, pods)
         elif entry.error and self._errors.get(key) != entry.error:
-            reason = "InvalidSpec" if entry.spec is None else "WorkloadNotReady"
+            reason = (
+                "InvalidSpec"
+                if entry.spec is None
+                else "VPAConflict"
+                if entry.conflict is not None
+                else "WorkloadNotReady"
+            )
             await self.api.post_event(body, reason, entry.error, "Warning")
         self._errors[key] = entry.error
         tunnel = self.tunnel_state.get(key)

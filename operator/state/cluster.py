@@ -31,7 +31,7 @@ from pydantic import ValidationError
 from heady_operator import metrics
 from heady_operator.config import Settings
 from heady_operator.kube import objects
-from heady_operator.kube.convert import amount
+from heady_operator.kube.convert import amount, pod_level
 from heady_operator.kube.resize import FIELD_MANAGER
 from heady_operator.models.attention import AttentionSignalSpec
 from heady_operator.models.common import parse_time
@@ -50,7 +50,20 @@ from heady_operator.planning.levels import (
     qos_of,
 )
 from heady_operator.planning.prediction import TransitionModel
-from heady_operator.planning.world import service_model
+from heady_operator.planning.vpa import (
+    TEMPLATE,
+    ContainerRecommendation,
+    FollowedPeak,
+    Vpa,
+    acts_itself,
+    conflict_message,
+    follow,
+    followed_from_status,
+    peak_status,
+    recommended_peak,
+    targets,
+)
+from heady_operator.planning.world import explicit_peaks, service_model
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +71,8 @@ WorkloadKey = tuple[str, str, str]  # (namespace, kind, name)
 SignalKey = tuple[str, str]
 UNOWNED: ServiceKey = ("", "")  # pods no HeadyService manages: room taken on their node
 # Conditions the escalation reporter writes on a HeadyService; others belong to other loops.
-OWN_CONDITIONS = frozenset({"Ready", "Progressing", "Degraded", "TunnelRouted", "Conflict"})
+OWN_CONDITIONS = frozenset({"Ready", "Progressing", "Degraded", "TunnelRouted", "Conflict", "PeakSource"})
+VPA_CRD = "verticalpodautoscalers.autoscaling.k8s.io"
 
 
 @dataclass(slots=True)
@@ -94,6 +108,10 @@ class ServiceEntry:
     annotations: dict[str, str]
     created: datetime | None
     status: dict[str, Any]  # as last read from the object or written by the reporter
+    # A VPA that resizes the same pods itself: heady leaves them alone and says why.
+    conflict: str | None = None
+    # With spec.peakFrom: the peak in use (status.peak) and the PeakSource condition.
+    peak_report: tuple[dict[str, Any], tuple[bool, str, str]] | None = None
 
 
 @dataclass(slots=True)
@@ -160,6 +178,15 @@ class ClusterState:
         self.topology_changed = False  # hostnames: the tunnel config
         self.ingested_live = 0
         self._ends: list[tuple[datetime, SignalKey]] = []  # ingested and predicted signals by end
+        # VerticalPodAutoscalers (when the CRD is served), the peak each peakFrom service follows,
+        # and when a waiting recommendation change is due (its settle window ends).
+        self.vpas: dict[tuple[str, str], Vpa] = {}
+        self.vpa_unavailable: str | None = f"the {VPA_CRD} CRD was not looked for yet"
+        self.followed: dict[ServiceKey, FollowedPeak] = {}
+        self._peak_reviews: list[tuple[datetime, ServiceKey]] = []
+        # Pods whose resize the cluster cannot do at all (pod-level resources where the apiserver
+        # or the node lacks InPlacePodLevelResourcesVerticalScaling): left alone, with the reason.
+        self.unsupported: dict[PodKey, str] = {}
 
     # ------------------------------------------------------------------ HeadyServices
 
@@ -215,6 +242,9 @@ class ClusterState:
         status = dict(body.get("status") or {}) if old is None else old.status
         if old is None:
             self.planner.restore_memory(key, memory_from_status(status))
+            followed = followed_from_status(status.get("peak"))
+            if followed is not None:
+                self.followed[key] = followed
         entry = ServiceEntry(ref, spec, error, annotations, parse_time(meta.get("creationTimestamp")), status)
         self.services[key] = entry
         self.deleted_services.discard(key)
@@ -279,9 +309,137 @@ class ClusterState:
             )
             self.planner.set_service(key, None)
             return
-        service, error = service_model(key, entry.spec, self.templates.get(wkey), entry.annotations)
+        template = self.templates.get(wkey)
+        entry.conflict = self._vpa_conflict(key, entry.spec)
+        if entry.conflict is not None:
+            # The VPA writes these pods' requests itself: two writers would undo each other.
+            entry.error, entry.peak_report = entry.conflict, None
+            self.planner.set_service(key, None)
+            return
+        peak = self._peak_of(key, entry, template)
+        service, error = service_model(key, entry.spec, template, entry.annotations, peak)
         entry.error = error
         self.planner.set_service(key, service)
+
+    # ------------------------------------------------------------------ VerticalPodAutoscalers
+
+    def _vpa_conflict(self, key: ServiceKey, spec: HeadyServiceSpec) -> str | None:
+        kind, name = spec.workload.kind, spec.workload.name
+        acting = sorted(
+            (v for v in self.vpas.values() if targets(v, key[0], kind, name) and acts_itself(v)),
+            key=lambda v: v.name,
+        )
+        return conflict_message(acting[0], kind, name, key[1]) if acting else None
+
+    def _peak_of(
+        self, key: ServiceKey, entry: ServiceEntry, template: tuple[ContainerResources, ...] | None
+    ) -> dict[str, Any] | None:
+        """With peakFrom: the peak to plan with (followed as the VPA's recommendation moves); else None."""
+        spec = entry.spec
+        if spec is None or spec.peak_from is None or template is None:
+            entry.peak_report = None
+            self.followed.pop(key, None)
+            return None
+        name = spec.peak_from.vertical_pod_autoscaler
+        vpa = self.vpas.get((key[0], name))
+        why: tuple[bool, str, str]
+        source = TEMPLATE
+        if self.vpa_unavailable is not None:
+            why = (
+                False,
+                "VPACRDMissing",
+                f"spec.peakFrom needs the VerticalPodAutoscaler CRD ({VPA_CRD}/v1): {self.vpa_unavailable}; "
+                "peaks come from the pod template until it is served",
+            )
+        elif vpa is None:
+            why = (
+                False,
+                "VPANotFound",
+                f"no VerticalPodAutoscaler {name} in namespace {key[0]}; peaks come from the pod template",
+            )
+        elif not targets(vpa, key[0], spec.workload.kind, spec.workload.name):
+            why = (
+                False,
+                "VPATargetMismatch",
+                f"VerticalPodAutoscaler {name} targets {vpa.target_kind} {vpa.target_name}, not "
+                f"{spec.workload.kind} {spec.workload.name}; peaks come from the pod template",
+            )
+        elif not vpa.recommendation:
+            why = (
+                False,
+                "NoRecommendation",
+                f"VerticalPodAutoscaler {name} has no recommendation yet; peaks come from the pod template",
+            )
+        else:
+            source = vpa.source
+            why = (
+                True,
+                "Recommendation",
+                f"peaks follow the target of VerticalPodAutoscaler {name}, bounded by its upperBound "
+                "and containers[].peak",
+            )
+        recommendation = vpa.recommendation if vpa is not None and source != TEMPLATE else {}
+        proposed = recommended_peak(template, explicit_peaks(spec), recommendation)
+        now = self.clock()
+        followed, due = follow(
+            self.followed.get(key),
+            source,
+            proposed,
+            now,
+            self.settings.vpa_settle_seconds,
+            self.settings.vpa_min_change,
+        )
+        self.followed[key] = followed
+        if due is not None:
+            heapq.heappush(self._peak_reviews, (due, key))
+        entry.peak_report = (peak_status(followed), why)
+        return dict(followed.peak)
+
+    def on_vpa(self, event: str, obj: objects.VerticalPodAutoscaler) -> None:
+        meta = obj.metadata
+        vkey = (meta.namespace, meta.name)
+        old = self.vpas.pop(vkey, None)
+        if event != "DELETED":
+            self.vpas[vkey] = vpa_of(obj)
+        new = self.vpas.get(vkey)
+        if old == new:
+            return
+        self._replan_vpa_users(meta.namespace, meta.name, [v for v in (old, new) if v is not None])
+
+    def _replan_vpa_users(self, namespace: str, name: str | None, vpas: list[Vpa]) -> None:
+        for key, entry in self.services.items():
+            if key[0] != namespace or entry.spec is None:
+                continue
+            spec = entry.spec
+            named = spec.peak_from is not None and (
+                name is None or spec.peak_from.vertical_pod_autoscaler == name
+            )
+            if named or any(targets(v, namespace, spec.workload.kind, spec.workload.name) for v in vpas):
+                self._replan_service(key)
+                self.changed.set()
+
+    def set_vpa_available(self, why_not: str | None) -> None:
+        """The VPA CRD became served (None) or is not (why): services with peakFrom say so."""
+        if why_not == self.vpa_unavailable:
+            return
+        self.vpa_unavailable = why_not
+        if why_not is not None:
+            self.vpas.clear()
+        for key, entry in list(self.services.items()):
+            if entry.spec is not None and (entry.spec.peak_from is not None or entry.conflict is not None):
+                self._replan_service(key)
+                self.changed.set()
+
+    def review_peaks(self, now: datetime) -> None:
+        """Recommendation changes that waited for their settle window: look at them again."""
+        while self._peak_reviews and self._peak_reviews[0][0] <= now:
+            _, key = heapq.heappop(self._peak_reviews)
+            if key in self.services:
+                self._replan_service(key)
+                self.changed.set()
+
+    def next_peak_review(self) -> datetime | None:
+        return self._peak_reviews[0][0] if self._peak_reviews else None
 
     def _reassign(self, wkey: WorkloadKey) -> None:
         owner = self._service_of_workload.get(wkey, UNOWNED)
@@ -301,7 +459,7 @@ class ClusterState:
         if event == "DELETED":
             self.templates.pop(wkey, None)
         else:
-            template = interned(_container(c) for c in obj.spec.template.spec.containers)
+            template = _containers(obj.spec.template.spec.containers, obj.spec.template.spec.resources)
             if self.templates.get(wkey) == template:
                 return
             self.templates[wkey] = template
@@ -346,7 +504,7 @@ class ClusterState:
         prev = self.pods.get(key)
         if prev is not None and rv and rv <= prev.resource_version:
             return  # older than (or the echo of) what a resize response already told us
-        containers = interned(_container(c) for c in obj.spec.containers)
+        containers = _containers(obj.spec.containers, obj.spec.resources)
         qos = _qos(obj.status.qosClass) or qos_of(containers)
         resize, resize_message = _resize_condition(obj)
         restarts = sum(c.restartCount for c in obj.status.containerStatuses)
@@ -431,6 +589,7 @@ class ClusterState:
         self.infeasible.pop(key, None)
         self.written.pop(key, None)
         self.kubelet_errors.pop(key, None)
+        self.unsupported.pop(key, None)
         if entry is None:
             return
         self._unindex(key, entry)
@@ -699,6 +858,33 @@ def foreign_manager(managed: list[objects.ManagedField]) -> str | None:
 
 def _container(c: objects.Container) -> ContainerResources:
     return ContainerResources(c.name, amount(c.resources.requests), amount(c.resources.limits))
+
+
+def _containers(
+    containers: list[objects.Container], pod_resources: objects.Resources | None
+) -> tuple[ContainerResources, ...]:
+    """What heady plans for a pod: its containers, or its pod-level resources when it has them."""
+    if pod_resources is not None:
+        pod = pod_level(pod_resources.requests, pod_resources.limits)
+        if pod is not None:
+            return interned((pod,))
+    return interned(_container(c) for c in containers)
+
+
+def vpa_of(obj: objects.VerticalPodAutoscaler) -> Vpa:
+    policy = obj.spec.updatePolicy
+    recommendation = obj.status.recommendation
+    recs: dict[str, ContainerRecommendation] = {}
+    for r in recommendation.containerRecommendations if recommendation else []:
+        recs[r.containerName] = ContainerRecommendation(amount(r.target), amount(r.upperBound))
+    return Vpa(
+        obj.metadata.namespace,
+        obj.metadata.name,
+        obj.spec.targetRef.kind,
+        obj.spec.targetRef.name,
+        (policy.updateMode if policy is not None and policy.updateMode else None) or "Recreate",
+        recs,
+    )
 
 
 def _qos(value: str | None) -> QoS | None:

@@ -461,6 +461,7 @@ def test_operator_cluster_role_grants_what_it_needs() -> None:
         ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
         ("metrics.k8s.io", "pods"): {"get", "list"},
         ("metrics.k8s.io", "nodes"): {"get", "list"},
+        ("autoscaling.k8s.io", "verticalpodautoscalers"): {"get", "list", "watch"},  # spec.peakFrom
     }
     for kind in ("headyservices", "attentionsignals", "arenasessions"):
         expected[("heady.io", kind)] = {"get", "list", "watch", "patch", "update"}
