@@ -72,7 +72,7 @@ class TransitionModel:
     dirty: bool = False
     max_count: int = 10_000
     window: int = 50
-    max_revisits: int = 256
+    max_revisits: int = 64  # per service, saved in the ConfigMap (1 MiB): a sample, not a log
 
     def observe(self, user: str | None, service: ServiceKey, now: datetime) -> str | None:
         """Record attention landing on `service`; returns "hit" when it had been predicted.
@@ -181,7 +181,7 @@ class TransitionModel:
             if busy is not None:
                 gap = (start - busy).total_seconds()
                 row = self.revisits.setdefault(key, [])
-                row.append(round(gap, 3))
+                row.append(round(gap, 1))
                 del row[: -self.max_revisits]
             self.episodes[key] = self.episodes.get(key, 0) + 1
             self.attended[key] = self.attended.get(key, 0.0) + (end - start).total_seconds()
