@@ -302,28 +302,29 @@ class History:
         return min(1.0, self.attended_seconds / self.observed_seconds)
 
 
-def cooldown_from_revisits(
-    revisits: tuple[float, ...] | list[float],
-    attended_seconds: float,
-    sla_target: float,
-    actuation_delay: float,
-    lo: int,
-    hi: int,
-) -> int:
-    """The shortest cooldown whose relaxations cost at most `sla_target` of the attention.
+def cooldown_from_revisits(revisits: tuple[float, ...] | list[float], wait_cost: float, lo: int, hi: int) -> int:
+    """The cooldown that costs least over these revisits, within [lo, hi].
 
-    Every revisit longer than the cooldown finds the service relaxed and waits `actuation_delay`
-    for its resize: violations of `actuation_delay` x those revisits, against the attention
-    seconds. So at most a share f = sla_target x attended / (actuation_delay x revisits) of the
-    revisits may outlast the cooldown: the cooldown is their (1 - f) quantile, within [lo, hi]."""
-    gaps = sorted(revisits)
-    if not gaps or actuation_delay <= 0:
+    Holding peak through a revisit of g seconds costs g (peak-seconds of the extra over baseline);
+    a revisit that outlasts cooldown c costs c held in vain plus `wait_cost`: the user comes back
+    to a relaxed service and waits for its resize (the price of that wait, in the same
+    peak-seconds). The cooldown minimises sum(min(g, c)) + wait_cost x #(g > c): it covers short,
+    frequent returns and lets long absences go."""
+    gaps = sorted(g for g in revisits if g >= 0)
+    if not gaps:
         return lo
-    allowed = sla_target * attended_seconds / (actuation_delay * len(gaps))
-    if allowed >= 1.0:
-        return lo
-    index = min(len(gaps) - 1, max(0, math.ceil((1.0 - allowed) * len(gaps)) - 1))
-    return max(lo, min(hi, math.ceil(gaps[index])))
+    n = len(gaps)
+    best_c, best = float(lo), math.inf
+    prefix = 0.0  # sum of the gaps <= c
+    i = 0
+    for c in sorted({float(lo), float(hi), *(g for g in gaps if lo <= g <= hi)}):
+        while i < n and gaps[i] <= c:
+            prefix += gaps[i]
+            i += 1
+        cost = prefix + (n - i) * (c + wait_cost)
+        if cost < best - 1e-9:
+            best_c, best = c, cost
+    return max(lo, min(hi, math.ceil(best_c)))
 
 
 def _seconds(until: datetime | None, now: datetime) -> float:

@@ -5,8 +5,9 @@ attention instead of usage: a service's duty cycle (the share of time someone at
 revisit intervals (how soon attention comes back after it ends) and, when known, its usage (the
 `heady.io/utilization` annotation). One model gives the recommendation and its price:
 
-- cooldown: the shortest hold after attention ends whose relaxations cost at most the SLA target
-  (`cooldown_from_revisits`): every revisit longer than it waits one actuation delay at baseline;
+- cooldown: the hold after attention ends that costs least over the revisits seen
+  (`cooldown_from_revisits`): holding through a short absence costs its length at peak, a revisit
+  longer than the cooldown costs the cooldown plus a user's wait for the resize (`wait_cost`);
 - time at peak = duty cycle + the cooldown holds (sum of min(revisit, cooldown) per observed second);
 - baseline ratio: 1 (do not resize) when the service is at peak most of the time anyway (resizing
   would then save little and cost a wait on every return); else the usage with headroom when known,
@@ -34,7 +35,7 @@ class Tuning:
     min_revisits: int = 20
     cooldown_min_seconds: int = 1
     cooldown_max_seconds: int = 300
-    sla_target: float = 0.005
+    wait_cost_seconds: float = 60.0
     actuation_delay_seconds: float = 1.0
     auto_min_ratio: float = 0.5
     auto_max_ratio: float = 1.0
@@ -60,12 +61,7 @@ def learned_cooldown(history: History, tuning: Tuning, spec_cooldown: int, max_p
     if not tuning.learn_cooldown or len(history.revisits) < tuning.min_revisits:
         return spec_cooldown
     learned = cooldown_from_revisits(
-        history.revisits,
-        history.attended_seconds,
-        tuning.sla_target,
-        tuning.actuation_delay_seconds,
-        tuning.cooldown_min_seconds,
-        tuning.cooldown_max_seconds,
+        history.revisits, tuning.wait_cost_seconds, tuning.cooldown_min_seconds, tuning.cooldown_max_seconds
     )
     return min(learned, max_peak_seconds)
 
@@ -93,9 +89,7 @@ def recommend(
             max_peak_seconds,
             cooldown_from_revisits(
                 history.revisits,
-                history.attended_seconds,
-                tuning.sla_target,
-                tuning.actuation_delay_seconds,
+                tuning.wait_cost_seconds,
                 tuning.cooldown_min_seconds,
                 tuning.cooldown_max_seconds,
             ),

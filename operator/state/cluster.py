@@ -712,7 +712,7 @@ def tuning_of(settings: Settings) -> Tuning:
         min_revisits=settings.cooldown_min_revisits,
         cooldown_min_seconds=settings.cooldown_min_seconds,
         cooldown_max_seconds=max(settings.cooldown_min_seconds, settings.cooldown_max_seconds),
-        sla_target=settings.sla_target,
+        wait_cost_seconds=settings.cooldown_wait_cost_seconds,
         actuation_delay_seconds=settings.actuation_delay_seconds,
         auto_min_ratio=settings.auto_baseline_min_ratio,
         auto_max_ratio=max(settings.auto_baseline_min_ratio, settings.auto_baseline_max_ratio),

@@ -100,20 +100,19 @@ def test_attention_episodes_revisits_and_duty_cycle() -> None:
 
 
 @pytest.mark.parametrize(
-    ("gaps", "attended", "expected"),
+    ("gaps", "wait_cost", "expected"),
     [
-        ([], 1000.0, 5),  # nothing learned: the lower bound
-        ([10.0] * 100, 100_000.0, 5),  # attention so long that every relaxation fits the target
-        ([float(g) for g in range(1, 101)], 1000.0, 95),  # 5 s of violations allowed: all but 5 covered
-        ([float(g) for g in range(1, 101)], 2000.0, 90),
-        ([float(g) for g in range(1, 101)], 0.0, 100),  # no attention to spend: cover every revisit
-        ([5000.0] * 10, 0.0, 300),  # ... within the upper bound
+        ([], 60.0, 5),  # nothing learned: the lower bound
+        ([10.0] * 100, 60.0, 10),  # users come back within 10 s: hold through it
+        ([10.0] * 100, 5.0, 5),  # ... unless a wait costs less than the hold
+        ([1000.0] * 100, 60.0, 5),  # long absences: relax at once
+        ([20.0] * 50 + [1000.0] * 50, 60.0, 20),  # cover the short returns, let the long ones go
+        ([20.0] * 10 + [1000.0] * 90, 60.0, 5),  # ... unless holding in vain for the rest costs more
+        ([500.0] * 100, 1000.0, 5),  # beyond the upper bound: holding 300 s in vain does not pay
     ],
 )
-def test_cooldown_covers_revisits_until_the_sla_target_is_met(
-    gaps: list[float], attended: float, expected: int
-) -> None:
-    assert cooldown_from_revisits(gaps, attended, 0.005, 1.0, 5, 300) == expected
+def test_cooldown_costs_least_over_the_revisits(gaps: list[float], wait_cost: float, expected: int) -> None:
+    assert cooldown_from_revisits(gaps, wait_cost, 5, 300) == expected
 
 
 def test_a_learned_cooldown_needs_enough_revisits_and_stays_within_max_peak() -> None:
