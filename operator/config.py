@@ -59,6 +59,26 @@ class Settings(BaseSettings):
     prediction_threshold: float = Field(default=0.6, gt=0.0, le=1.0)
     prediction_min_observations: int = Field(default=3, ge=1)
     prediction_ttl_seconds: int = Field(default=20, ge=1)
+    # Predictions of a service whose recent precision (hits / (hits + misses)) is below this,
+    # after this many outcomes, are throttled: still scored in the shadow, never escalating,
+    # until the shadow score says they would pay again.
+    prediction_min_precision: float = Field(default=0.5, ge=0.0, le=1.0)
+    prediction_min_outcomes: int = Field(default=10, ge=1)
+    # Cooldowns sized from each service's revisit intervals once it has this many: the one that
+    # costs least, holding peak through short absences (their length) against a user's wait on
+    # every longer one (worth cooldown_wait_cost_seconds at peak), within
+    # [cooldown_min_seconds, cooldown_max_seconds] and maxPeakSeconds. Off: spec.cooldownSeconds.
+    cooldown_learning: bool = True
+    cooldown_min_revisits: int = Field(default=20, ge=1)
+    cooldown_min_seconds: int = Field(default=1, ge=0, le=3600)
+    cooldown_max_seconds: int = Field(default=300, ge=0, le=3600)
+    cooldown_wait_cost_seconds: float = Field(default=60.0, ge=0.0, le=86400.0)
+    # A resize's time from decision to effect: the wait a user has on a relaxed service
+    # (status.recommendation's SLA cost).
+    actuation_delay_seconds: float = Field(default=1.0, gt=0.0, le=60.0)
+    # status.recommendation and spec.baselineRatio: auto stay within these ratios.
+    auto_baseline_min_ratio: float = Field(default=0.5, gt=0.0, le=1.0)
+    auto_baseline_max_ratio: float = Field(default=1.0, gt=0.0, le=1.0)
     prediction_configmap: str = "heady-attention-model"
     operator_namespace: str = "heady-system"
 

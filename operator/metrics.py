@@ -61,8 +61,32 @@ ATTENTION_EVENTS = Counter(
 )
 PREDICTIONS = Counter(
     "heady_prediction_total",
-    "Predictive pre-escalations by outcome (issued, hit, miss).",
+    "Predictive pre-escalations by outcome (issued, hit, miss; shadow: made but throttled).",
     ["outcome"],
+    registry=REGISTRY,
+)
+PREDICTION_PRECISION = Gauge(
+    "heady_prediction_precision",
+    "Recent precision (hits / (hits + misses)) of the predictions of a service.",
+    ["namespace", "service"],
+    registry=REGISTRY,
+)
+PREDICTION_THROTTLED = Gauge(
+    "heady_prediction_throttled",
+    "1 while predictions of a service are throttled (below the minimum precision): scored, not escalated.",
+    ["namespace", "service"],
+    registry=REGISTRY,
+)
+RECOMMENDED_BASELINE_RATIO = Gauge(
+    "heady_recommended_baseline_ratio",
+    "The baseline ratio status.recommendation suggests for a service.",
+    ["namespace", "service"],
+    registry=REGISTRY,
+)
+COOLDOWN_SECONDS = Gauge(
+    "heady_cooldown_seconds",
+    "The cooldown in effect for a service (learned from its revisit intervals, or its spec's).",
+    ["namespace", "service"],
     registry=REGISTRY,
 )
 PLAN_SECONDS = Histogram(
@@ -209,7 +233,14 @@ ProcessCollector(registry=REGISTRY)
 PlatformCollector(registry=REGISTRY)
 GCCollector(registry=REGISTRY)
 
-_PER_SERVICE: tuple[Gauge, ...] = (PODS_AT_PEAK, PODS_MANAGED)
+_PER_SERVICE: tuple[Gauge, ...] = (
+    PODS_AT_PEAK,
+    PODS_MANAGED,
+    PREDICTION_PRECISION,
+    PREDICTION_THROTTLED,
+    RECOMMENDED_BASELINE_RATIO,
+    COOLDOWN_SECONDS,
+)
 _PER_SERVICE_RESOURCE: tuple[Gauge, ...] = (CAPACITY_REQUESTS, CAPACITY_PEAK)
 _RESOURCES = ("cpu", "memory")
 

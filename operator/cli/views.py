@@ -564,7 +564,8 @@ def _verdict(inp: ExplainInput, signals: list[dict[str, Any]]) -> tuple[str, str
     if st.get("waitingReason"):
         why = str(st["waitingReason"]).removeprefix("waiting: ")
         return f"wants peak but waits: {why}", "waiting"
-    if resting is not None and resting > inp.now:
+    if resting is not None and resting > inp.now and not st.get("escalatedSince"):
+        # (A resting service a user brought back to peak, nothing else waiting, is at peak.)
         return (
             f"resting after maxPeakSeconds until {resting.isoformat()} ({_until(inp.now, resting)})",
             "resting",

@@ -36,6 +36,7 @@ from heady_operator.planning.levels import (
     PodKey,
     Policy,
     QoS,
+    Rank,
     Reason,
     Service,
     ServiceDecision,
@@ -46,10 +47,9 @@ from heady_operator.planning.levels import (
     plan_levels,
     pod_requests,
     rank_of,
+    rest_of,
     target_resources,
 )
-
-Rank = tuple[int, int, int, int, float, str, str]
 
 
 @dataclass
@@ -377,11 +377,8 @@ class IncrementalPlanner:
         self._granted = granted
         for key in changed:
             self._regrant(key)
-        names = ", ".join(k[1] for k in top)
-        new_waiting = {
-            key: f"waiting: {len(top)} high-priority escalations in flight ({names}); {self._demand[key].message}"
-            for key in waiting
-        }
+        # The messages only (the memory of a rest starts at the plan's `now`: _decide_service).
+        new_waiting = {key: rest_of(self._demand[key], top, _EPOCH)[1] for key in waiting}
         for key in self._waiting.keys() | new_waiting.keys():
             if self._waiting.get(key) != new_waiting.get(key):
                 self._dirty_decisions.add(key)
@@ -485,7 +482,7 @@ class IncrementalPlanner:
             )
             level = Level.BASELINE
             reason = self._pod_reason(pod) or (
-                Reason.HIGH_PRIORITY_LIMIT if pod.service in self._waiting else d.reason
+                rest_of(d, self._high_granted, _EPOCH)[0] if pod.service in self._waiting else d.reason
             )
         needs = (
             pod.running
@@ -511,17 +508,8 @@ class IncrementalPlanner:
         total = sum(1 for p in pods if p.running)
         at_peak = sum(1 for p in pods if p.key in self._at_peak)
         if key in self._waiting:
-            decision = ServiceDecision(
-                key,
-                True,
-                False,
-                Reason.HIGH_PRIORITY_LIMIT,
-                self._waiting[key],
-                replace(d.memory, escalated_since=None),
-                d.signal,
-                total,
-                at_peak,
-            )
+            reason, message, memory = rest_of(d, self._high_granted, now)
+            decision = ServiceDecision(key, True, False, reason, message, memory, d.signal, total, at_peak)
         elif key in self._granted:
             prev = self.service_decisions.get(key)
             since = d.memory.escalated_since or (
@@ -584,6 +572,9 @@ class IncrementalPlanner:
 
     def has_pending_work(self) -> bool:
         return bool(self._dirty_demand or self._dirty_nodes or self._dirty_pods or self._dirty_decisions)
+
+
+_EPOCH = datetime(1970, 1, 1)  # where only rest_of's reason and message are wanted, not its memory
 
 
 def mismatches(reference: Plan, incremental: Plan) -> list[str]:

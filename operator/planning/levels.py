@@ -8,10 +8,23 @@ Rules, in the order they apply:
 1. A service *wants* peak when an attention signal at or above the threshold is on it, or its
    last attention ended less than `cooldownSeconds` ago (hysteresis: flapping signals do not
    thrash pods), or (weakest) its utilization is at or above the utilization threshold.
-2. A service that has been at peak for `maxPeakSeconds` is relaxed and rests for one cooldown.
-3. Candidates are ranked: attention-driven demand before utilization, then higher priority,
-   then live attention before predicted attention before cooldown, then incumbents (already at
-   peak) before newcomers, then intensity, then name. Priority therefore beats utilization and lower priorities.
+2. Rests (after `maxPeakSeconds` at peak) exist to share capacity, so they cost nothing when
+   nobody else wants it:
+   - an escalation held by anything but live user attention (a prediction, a cooldown,
+     utilization) is relaxed and rests for one cooldown, as before;
+   - an escalation held by live user attention *yields* instead: it keeps peak, but ranks after
+     every other user-attention claim (tier 1 below). Only when another service then takes its
+     high-priority slot does it drop to baseline and rest for one cooldown (reason MaxPeakTime),
+     during which it still yields, so it comes back at once when the slot frees. Its pods also
+     yield node room to other users' services for as long as the escalation lasts.
+   When nothing waits for the high-priority slots or the node's room, live attention is never
+   dropped.
+3. Candidates are ranked in tiers: live user attention or its cooldown (0), then user attention
+   past maxPeakSeconds or resting (1), then predicted attention (2), then utilization (3).
+   Within a tier: higher priority, then live attention before predicted attention before
+   cooldown, then incumbents (already at peak) before newcomers, then intensity, then name.
+   So a guess never holds a high-priority slot or node room that a user needs: real attention
+   preempts it in the same plan, whatever the priorities.
 4. At most `max_high_escalations` (2) services of priority high/very_high are escalated at once;
    the next one waits with a reason naming the two in flight.
 5. A pod is raised only if its node's allocatable still holds the extra requests, counting every
@@ -300,6 +313,9 @@ class Demand:
     signal: Signal | None
     memory: Memory
     incumbent: bool
+    # Past maxPeakSeconds (or resting) with live user attention: kept at peak while nothing else
+    # waits, but ranked after every other user's claim, and resting once it loses its slot.
+    yielding: bool = False
 
 
 def _strongest(signals: list[Signal]) -> Signal | None:
@@ -322,31 +338,39 @@ def demand_of(service: Service, signals: list[Signal], prev: Memory, now: dateti
     incumbent = prev.escalated_since is not None
     memory = replace(prev, attention_until=attention_until)
 
-    if prev.resting_until is not None and now < prev.resting_until:
+    user = strongest is not None and strongest.source != PREDICTOR
+    resting = prev.resting_until is not None and now < prev.resting_until
+    overdue = (
+        prev.escalated_since is not None
+        and (now - prev.escalated_since).total_seconds() >= service.max_peak_seconds
+    )
+    if (resting or overdue) and not user:
+        # Nothing a user is looking at holds it: a guess, a cooldown or utilization rests at once.
+        if resting:
+            assert prev.resting_until is not None
+            until = prev.resting_until
+            rest = replace(memory, escalated_since=None)
+        else:
+            until = now + timedelta(seconds=max(service.cooldown_seconds, 1))
+            rest = replace(memory, escalated_since=None, resting_until=until)
+        return Demand(
+            service, False, Reason.MAX_PEAK_TIME, _resting_message(service, until), strongest, rest, False
+        )
+    if not resting:
+        memory = replace(memory, resting_until=None)
+    if strongest is not None and (resting or overdue):
+        # A user is still there: it keeps peak unless someone else waits (see rank_of).
         return Demand(
             service,
-            False,
-            Reason.MAX_PEAK_TIME,
-            _resting_message(service, prev.resting_until),
+            True,
+            Reason.ATTENTION,
+            f"attention {strongest.intensity:g} from {strongest.source} (signal {strongest.name}); "
+            f"past maxPeakSeconds {service.max_peak_seconds}: yields to others waiting",
             strongest,
             memory,
-            False,
+            incumbent,
+            True,
         )
-    if incumbent and prev.escalated_since is not None:
-        at_peak_for = (now - prev.escalated_since).total_seconds()
-        if at_peak_for >= service.max_peak_seconds:
-            resting_until = now + timedelta(seconds=max(service.cooldown_seconds, 1))
-            rest = replace(memory, escalated_since=None, resting_until=resting_until)
-            return Demand(
-                service,
-                False,
-                Reason.MAX_PEAK_TIME,
-                _resting_message(service, resting_until),
-                strongest,
-                rest,
-                False,
-            )
-    memory = replace(memory, resting_until=None)
     if strongest is not None:
         return Demand(
             service,
@@ -390,6 +414,35 @@ def _resting_message(service: Service, until: datetime) -> str:
     return f"reached maxPeakSeconds {service.max_peak_seconds}; resting until {until.isoformat()}"
 
 
+def rest_of(d: Demand, in_flight: list[ServiceKey], now: datetime) -> tuple[Reason, str, Memory]:
+    """A service that wants peak but did not get a high-priority slot: why, and what it remembers.
+
+    One that was yielding (past maxPeakSeconds or resting with a user on it) lost its slot to
+    someone waiting: that is its rest, one cooldown from now (or the rest it is already in)."""
+    names = ", ".join(k[1] for k in in_flight)
+    if d.yielding:
+        until = d.memory.resting_until or now + timedelta(seconds=max(d.service.cooldown_seconds, 1))
+        return (
+            Reason.MAX_PEAK_TIME,
+            f"resting after maxPeakSeconds {d.service.max_peak_seconds}: its high-priority slot went to "
+            f"others waiting ({names}); {d.message}",
+            replace(d.memory, escalated_since=None, resting_until=until),
+        )
+    return (
+        Reason.HIGH_PRIORITY_LIMIT,
+        f"waiting: {len(in_flight)} high-priority escalations in flight ({names}); {d.message}",
+        replace(d.memory, escalated_since=None),
+    )
+
+
+def _tier(d: Demand) -> int:
+    if d.reason is Reason.UTILIZATION:
+        return 3
+    if d.reason is Reason.ATTENTION and d.signal is not None and d.signal.source == PREDICTOR:
+        return 2
+    return 1 if d.yielding else 0
+
+
 def _attention_rank(d: Demand) -> int:
     """Real attention, then predicted attention, then cooldown: a guess never takes a slot from a user."""
     if d.reason is Reason.ATTENTION:
@@ -397,9 +450,12 @@ def _attention_rank(d: Demand) -> int:
     return 2
 
 
-def rank_of(d: Demand) -> tuple[int, int, int, int, float, str, str]:
+Rank = tuple[int, int, int, int, float, str, str]
+
+
+def rank_of(d: Demand) -> Rank:
     return (
-        1 if d.reason is Reason.UTILIZATION else 0,
+        _tier(d),
         -d.service.priority,
         _attention_rank(d),
         0 if d.incumbent else 1,
@@ -455,16 +511,8 @@ def plan_levels(world: World, now: datetime, policy: Policy = Policy()) -> Plan:
     for d in sorted((d for d in demands.values() if d.wants), key=rank_of):
         key = d.service.key
         if d.service.priority >= policy.high_priority and len(high_granted) >= policy.max_high_escalations:
-            names = ", ".join(f"{k[1]}" for k in high_granted)
-            service_out[key] = ServiceDecision(
-                key,
-                True,
-                False,
-                Reason.HIGH_PRIORITY_LIMIT,
-                f"waiting: {len(high_granted)} high-priority escalations in flight ({names}); {d.message}",
-                replace(d.memory, escalated_since=None),
-                d.signal,
-            )
+            reason, message, memory = rest_of(d, high_granted, now)
+            service_out[key] = ServiceDecision(key, True, False, reason, message, memory, d.signal)
             continue
         granted.append(key)
         if d.service.priority >= policy.high_priority:

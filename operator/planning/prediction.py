@@ -9,6 +9,17 @@ Only attention with a user (or session) id is learned from: a move is a move of 
 signals without a user would join unrelated people's clicks into one "anonymous" path that
 predicts nothing (docs/attention-ingest.md promises they do not train the model).
 
+Predictions have to earn their place. Each predicted service keeps an online precision
+(hits / (hits + misses) over its recent outcomes, older ones halved away); below a minimum
+precision, after enough outcomes, its predictions are *throttled*: they are still made and
+scored (shadow predictions: `expect` without a signal) but escalate nothing, and they resume
+as soon as the shadow score says they would pay.
+
+The same model learns when each service's attention comes back (`attend`): the revisit
+intervals (from the end of one attention episode to the start of the next, users' attention
+only), its duty cycle (attention-seconds per observed second) and the number of episodes.
+`cooldown_from_revisits` sizes a cooldown from them (planning/recommend.py uses the same numbers).
+
 Pure (no I/O, `now` passed in); the model serialises to JSON for a ConfigMap so it survives
 restarts. Reading it back never raises: entries that are not what `to_json` writes are dropped.
 """
@@ -16,6 +27,7 @@ restarts. Reading it back never raises: entries that are not what `to_json` writ
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -48,8 +60,19 @@ class TransitionModel:
     hits: dict[str, int] = field(default_factory=dict)
     misses: dict[str, int] = field(default_factory=dict)
     last_predicted: dict[str, str] = field(default_factory=dict)  # from -> predicted target
+    # Recent [hits, misses] per predicted service, halved past `window`: the online precision.
+    recent: dict[str, list[int]] = field(default_factory=dict)
+    # Revisit intervals (seconds, the last `max_revisits`), episodes, attention-seconds and the
+    # first time each service's attention was seen (its duty cycle's denominator).
+    revisits: dict[str, list[float]] = field(default_factory=dict)
+    episodes: dict[str, int] = field(default_factory=dict)
+    attended: dict[str, float] = field(default_factory=dict)
+    observed_since: dict[str, datetime] = field(default_factory=dict)
+    busy_until: dict[str, datetime] = field(default_factory=dict)  # end of the current episode (not saved)
     dirty: bool = False
     max_count: int = 10_000
+    window: int = 50
+    max_revisits: int = 64  # per service, saved in the ConfigMap (1 MiB): a sample, not a log
 
     def observe(self, user: str | None, service: ServiceKey, now: datetime) -> str | None:
         """Record attention landing on `service`; returns "hit" when it had been predicted.
@@ -63,6 +86,7 @@ class TransitionModel:
         until = self.expected.pop((user, key), None)
         if until is not None and now <= until:
             self.hits[key] = self.hits.get(key, 0) + 1
+            self._score(key, 0)
             outcome = "hit"
         prev = self.last.get(user)
         if prev is not None and prev != key:
@@ -104,16 +128,81 @@ class TransitionModel:
             if until < now:
                 del self.expected[(user, key)]
                 self.misses[key] = self.misses.get(key, 0) + 1
+                self._score(key, 1)
                 out.append("miss")
                 self.dirty = True
         return out
 
-    def stats_for(self, service: ServiceKey) -> dict[str, Any]:
+    def _score(self, key: str, index: int) -> None:
+        row = self.recent.setdefault(key, [0, 0])
+        row[index] += 1
+        if row[0] + row[1] > self.window:
+            # Old outcomes fade, so a service whose predictions start paying is resumed.
+            row[0], row[1] = row[0] // 2, row[1] // 2
+
+    def precision(self, service: ServiceKey) -> tuple[float | None, int]:
+        """Recent hits / (hits + misses) of predictions of this service, and how many outcomes."""
+        hits, misses = self.recent.get(_k(service), (0, 0))
+        total = hits + misses
+        return (hits / total if total else None), total
+
+    def throttled(self, service: ServiceKey, min_precision: float, min_outcomes: int) -> bool:
+        """Whether predictions of this service do not pay: scored in the shadow, never escalated."""
+        precision, total = self.precision(service)
+        return precision is not None and total >= min_outcomes and precision < min_precision
+
+    def stats_for(
+        self, service: ServiceKey, min_precision: float = 0.0, min_outcomes: int = 1
+    ) -> dict[str, Any]:
         key = _k(service)
         stats: dict[str, Any] = {"hits": self.hits.get(key, 0), "misses": self.misses.get(key, 0)}
         if key in self.last_predicted:
             stats["lastPredicted"] = self.last_predicted[key]
+        precision, _ = self.precision(service)
+        if precision is not None:
+            stats["precision"] = round(precision, 3)
+            stats["throttled"] = self.throttled(service, min_precision, min_outcomes)
         return stats
+
+    # ------------------------------------------------------------------ revisits and duty cycle
+
+    def attend(self, service: ServiceKey, start: datetime, end: datetime) -> float | None:
+        """A user's attention on `service` from `start` to `end`; the revisit interval it ends, if any.
+
+        Overlapping or touching attention extends the current episode (a UI's heartbeats are one
+        visit); attention after a gap starts a new one and records the gap."""
+        if end <= start:
+            return None
+        key = _k(service)
+        self.observed_since.setdefault(key, start)
+        busy = self.busy_until.get(key)
+        gap: float | None = None
+        if busy is None or start > busy:
+            if busy is not None:
+                gap = (start - busy).total_seconds()
+                row = self.revisits.setdefault(key, [])
+                row.append(round(gap, 1))
+                del row[: -self.max_revisits]
+            self.episodes[key] = self.episodes.get(key, 0) + 1
+            self.attended[key] = self.attended.get(key, 0.0) + (end - start).total_seconds()
+            self.busy_until[key] = end
+        elif end > busy:
+            self.attended[key] = self.attended.get(key, 0.0) + (end - busy).total_seconds()
+            self.busy_until[key] = end
+        self.dirty = True
+        return gap
+
+    def history(self, service: ServiceKey, now: datetime) -> History:
+        key = _k(service)
+        since = self.observed_since.get(key)
+        observed = max(0.0, (now - since).total_seconds()) if since is not None else 0.0
+        return History(
+            tuple(self.revisits.get(key, ())),
+            self.episodes.get(key, 0),
+            # Attention planned beyond `now` is not observed yet.
+            max(0.0, self.attended.get(key, 0.0) - max(0.0, _seconds(self.busy_until.get(key), now))),
+            observed,
+        )
 
     def probability(self, src: ServiceKey, dst: ServiceKey) -> float:
         row = self.counts.get(_k(src)) or {}
@@ -128,6 +217,11 @@ class TransitionModel:
                 "hits": self.hits,
                 "misses": self.misses,
                 "lastPredicted": self.last_predicted,
+                "recent": self.recent,
+                "revisits": self.revisits,
+                "episodes": self.episodes,
+                "attended": self.attended,
+                "observedSince": {k: v.isoformat() for k, v in self.observed_since.items()},
             },
             sort_keys=True,
         )
@@ -162,10 +256,95 @@ class TransitionModel:
                 for k, v in _mapping(data.get("lastPredicted")).items()
                 if _is_key(k) and isinstance(v, str) and _is_key(v)
             },
+            recent={
+                k: [v[0], v[1]]
+                for k, v in _mapping(data.get("recent")).items()
+                if _is_key(k)
+                and isinstance(v, list)
+                and len(v) == 2
+                and all(type(n) is int and 0 <= n <= 2**53 for n in v)
+            },
+            revisits={
+                k: [float(x) for x in v]
+                for k, v in _mapping(data.get("revisits")).items()
+                if _is_key(k) and isinstance(v, list) and all(_seconds_ok(x) for x in v)
+            },
+            episodes={k: n for k, n in _counts(data.get("episodes")).items() if _is_key(k)},
+            attended={
+                k: float(v)
+                for k, v in _mapping(data.get("attended")).items()
+                if _is_key(k) and _seconds_ok(v)
+            },
+            observed_since={
+                k: t
+                for k, v in _mapping(data.get("observedSince")).items()
+                if _is_key(k) and (t := _time(v)) is not None
+            },
         )
         # Saved again when anything was dropped, so the ConfigMap holds only what is trusted.
         model.dirty = json.loads(model.to_json()) != data
         return model
+
+
+@dataclass(frozen=True)
+class History:
+    """What a service's attention looked like: the numbers recommendations are made of."""
+
+    revisits: tuple[float, ...]  # seconds from the end of one episode to the start of the next
+    episodes: int
+    attended_seconds: float
+    observed_seconds: float
+
+    @property
+    def duty_cycle(self) -> float | None:
+        if self.observed_seconds <= 0:
+            return None
+        return min(1.0, self.attended_seconds / self.observed_seconds)
+
+
+def cooldown_from_revisits(
+    revisits: tuple[float, ...] | list[float], wait_cost: float, lo: int, hi: int
+) -> int:
+    """The cooldown that costs least over these revisits, within [lo, hi].
+
+    Holding peak through a revisit of g seconds costs g (peak-seconds of the extra over baseline);
+    a revisit that outlasts cooldown c costs c held in vain plus `wait_cost`: the user comes back
+    to a relaxed service and waits for its resize (the price of that wait, in the same
+    peak-seconds). The cooldown minimises sum(min(g, c)) + wait_cost x #(g > c): it covers short,
+    frequent returns and lets long absences go."""
+    gaps = sorted(g for g in revisits if g >= 0)
+    if not gaps:
+        return lo
+    n = len(gaps)
+    best_c, best = float(lo), math.inf
+    prefix = 0.0  # sum of the gaps <= c
+    i = 0
+    for c in sorted({float(lo), float(hi), *(g for g in gaps if lo <= g <= hi)}):
+        while i < n and gaps[i] <= c:
+            prefix += gaps[i]
+            i += 1
+        cost = prefix + (n - i) * (c + wait_cost)
+        if cost < best - 1e-9:
+            best_c, best = c, cost
+    return max(lo, min(hi, math.ceil(best_c)))
+
+
+def _seconds(until: datetime | None, now: datetime) -> float:
+    return 0.0 if until is None else (until - now).total_seconds()
+
+
+def _seconds_ok(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value) and 0 <= value <= 10**9
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
 
 
 def _mapping(value: Any) -> dict[str, Any]:

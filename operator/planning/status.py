@@ -9,6 +9,7 @@ from typing import Any
 
 from heady_operator.models.common import rfc3339, set_condition
 from heady_operator.planning.levels import Level, PodDecision, Reason, ServiceDecision, Signal
+from heady_operator.planning.recommend import Recommendation
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class ServiceFacts:
     # With spec.peakFrom: status.peak and the PeakSource condition (ok, reason, message).
     peak: tuple[Mapping[str, Any], tuple[bool, str, str]] | None = None
     unsupported: Mapping[str, str] = field(default_factory=dict)  # pod -> why the cluster cannot resize it
+    recommendation: Recommendation | None = None
 
 
 def service_status(
@@ -73,6 +75,7 @@ def service_status(
         restingUntil=rfc3339(memory.resting_until) if memory.resting_until else None,
         waitingReason=decision.message if decision.wants_peak and not decision.granted else None,
         prediction=dict(facts.prediction),
+        recommendation=recommendation_status(facts.recommendation),
     )
     if decision.signal is not None:
         status["lastAttention"] = last_attention(decision.signal)
@@ -137,6 +140,26 @@ def service_status(
     )
     status["conditions"] = conditions
     return _stable(status, prev)
+
+
+def recommendation_status(rec: Recommendation | None) -> dict[str, Any] | None:
+    """status.recommendation: what the service should run with, and its price (planning/recommend.py)."""
+    if rec is None:
+        return None
+    return {
+        "baselineRatio": rec.baseline_ratio,
+        "cooldownSeconds": rec.cooldown_seconds,
+        "expectedSaving": rec.expected_saving,
+        "expectedSLAViolation": rec.expected_violation,
+        "dutyCycle": rec.duty_cycle,
+        "revisits": rec.revisits,
+        "basis": rec.basis,
+        # One line for `kubectl get hsvc -o wide`.
+        "summary": (
+            f"ratio {rec.baseline_ratio:g}, cooldown {rec.cooldown_seconds}s: saves "
+            f"{rec.expected_saving:.1%}, SLA {rec.expected_violation:.2%}"
+        ),
+    }
 
 
 def last_attention(signal: Signal) -> dict[str, Any]:

@@ -170,6 +170,12 @@ class Reporter:
         decision = self.planner.service_decisions.get(key)
         pods = self.state.pods_of(key)
         pod_decisions = [self.planner.pod_decisions[p] for p in pods if p in self.planner.pod_decisions]
+        service = self.planner.services.get(key)
+        cfg = self.settings
+        prediction = self.state.model.stats_for(
+            key, cfg.prediction_min_precision, cfg.prediction_min_outcomes
+        )
+        recommendation = self.state.recommendation(key)
         facts = ServiceFacts(
             generation=entry.ref.generation,
             priority_value=PRIORITY_VALUES[entry.spec.priority] if entry.spec is not None else None,
@@ -182,12 +188,21 @@ class Reporter:
             },
             conflicts={p[1]: self.conflicts[p] for p in pods if p in self.conflicts},
             tunnel=self.tunnel_state.get(key),
-            prediction=self.state.model.stats_for(key),
-            cooldown_seconds=entry.spec.cooldown_seconds if entry.spec is not None else 0,
+            prediction=prediction,
+            # The cooldown in effect (learned from revisits, or the spec's).
+            cooldown_seconds=service.cooldown_seconds if service is not None else 0,
+            recommendation=recommendation,
             vpa_conflict=entry.conflict,
             peak=entry.peak_report,
             unsupported={p[1]: self.state.unsupported[p] for p in pods if p in self.state.unsupported},
         )
+        if "precision" in prediction:
+            metrics.PREDICTION_PRECISION.labels(*key).set(prediction["precision"])
+            metrics.PREDICTION_THROTTLED.labels(*key).set(1 if prediction["throttled"] else 0)
+        if service is not None:
+            metrics.COOLDOWN_SECONDS.labels(*key).set(service.cooldown_seconds)
+        if recommendation is not None:
+            metrics.RECOMMENDED_BASELINE_RATIO.labels(*key).set(recommendation.baseline_ratio)
         status = service_status(facts, decision, entry.status, now)
         body = entry.ref.body()
         if decision is not None:
@@ -210,7 +225,7 @@ class Reporter:
         if tunnel is not None and not tunnel[0] and self._tunnel_reported.get(key) != reported:
             await self.api.post_event(body, tunnel[1], tunnel[2], "Warning")
         self._tunnel_reported[key] = reported
-        if status != {k: v for k, v in entry.status.items() if k in status}:
+        if status != {k: v for k, v in entry.status.items() if k in status} and _news(status, entry.status):
             if await self.api.patch_status("headyservices", key[0], key[1], status):
                 self._written_at[key] = self.monotonic()
             merged = {**entry.status, **status}
@@ -324,3 +339,14 @@ class Reporter:
         for prio, count in in_flight.items():
             metrics.ESCALATIONS_IN_FLIGHT.labels(prio).set(count)
         self.queue.publish()
+
+
+def _news(status: Mapping[str, Any], prev: Mapping[str, Any]) -> bool:
+    """Whether a status says something new: a recommendation drifting by its estimates alone
+    (a duty cycle a little higher after a blip) rides along with the next write, it makes none."""
+    if any(status.get(k) != prev.get(k) for k in status if k != "recommendation"):
+        return True
+    new, old = status.get("recommendation"), prev.get("recommendation")
+    if new is None or old is None:
+        return new != old
+    return any(new.get(k) != old.get(k) for k in ("baselineRatio", "cooldownSeconds"))

@@ -22,7 +22,7 @@ import heapq
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,11 +45,13 @@ from heady_operator.planning.levels import (
     Pod,
     PodKey,
     QoS,
+    Service,
     ServiceKey,
     Signal,
     qos_of,
 )
 from heady_operator.planning.prediction import TransitionModel
+from heady_operator.planning.recommend import Recommendation, Tuning, learned_cooldown, recommend
 from heady_operator.planning.vpa import (
     TEMPLATE,
     ContainerRecommendation,
@@ -63,7 +65,7 @@ from heady_operator.planning.vpa import (
     recommended_peak,
     targets,
 )
-from heady_operator.planning.world import explicit_peaks, service_model
+from heady_operator.planning.world import DEFAULT_BASELINE_RATIO, explicit_peaks, service_model
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +189,7 @@ class ClusterState:
         # Pods whose resize the cluster cannot do at all (pod-level resources where the apiserver
         # or the node lacks InPlacePodLevelResourcesVerticalScaling): left alone, with the reason.
         self.unsupported: dict[PodKey, str] = {}
+        self.tuning = tuning_of(settings)
 
     # ------------------------------------------------------------------ HeadyServices
 
@@ -319,6 +322,8 @@ class ClusterState:
         peak = self._peak_of(key, entry, template)
         service, error = service_model(key, entry.spec, template, entry.annotations, peak)
         entry.error = error
+        if service is not None:
+            service = self._tuned(key, entry.spec, service)
         self.planner.set_service(key, service)
 
     # ------------------------------------------------------------------ VerticalPodAutoscalers
@@ -440,6 +445,42 @@ class ClusterState:
 
     def next_peak_review(self) -> datetime | None:
         return self._peak_reviews[0][0] if self._peak_reviews else None
+
+    # ------------------------------------------------------------------ learned tuning
+
+    def _tuned(self, key: ServiceKey, spec: HeadyServiceSpec, service: Service) -> Service:
+        """The cooldown learned from the service's revisits, and its ratio when it asks for auto."""
+        history = self.model.history(key, self.clock())
+        cooldown = learned_cooldown(history, self.tuning, spec.cooldown_seconds, spec.max_peak_seconds)
+        ratio = service.baseline_ratio
+        if spec.baseline_ratio == "auto":
+            current = self.planner.services.get(key)
+            rec = recommend(
+                history,
+                self.tuning,
+                current.baseline_ratio if current is not None else DEFAULT_BASELINE_RATIO,
+                spec.cooldown_seconds,
+                spec.max_peak_seconds,
+                service.utilization,
+            )
+            bounded = max(self.tuning.auto_min_ratio, min(self.tuning.auto_max_ratio, DEFAULT_BASELINE_RATIO))
+            ratio = rec.baseline_ratio if rec is not None else bounded
+        return replace(service, cooldown_seconds=cooldown, baseline_ratio=ratio)
+
+    def recommendation(self, key: ServiceKey) -> Recommendation | None:
+        """What status.recommendation says for this service (None before any attention on it)."""
+        entry = self.services.get(key)
+        service = self.planner.services.get(key)
+        if entry is None or entry.spec is None or service is None:
+            return None
+        return recommend(
+            self.model.history(key, self.clock()),
+            self.tuning,
+            service.baseline_ratio,
+            entry.spec.cooldown_seconds,
+            entry.spec.max_peak_seconds,
+            service.utilization,
+        )
 
     def _reassign(self, wkey: WorkloadKey) -> None:
         owner = self._service_of_workload.get(wkey, UNOWNED)
@@ -765,8 +806,15 @@ class ClusterState:
     # ------------------------------------------------------------------ prediction
 
     def _observe(self, sig: Signal, now: datetime) -> None:
-        if sig.source == PREDICTOR or not sig.user:
-            return  # a guess, or nobody in particular: nothing to learn where people go next
+        if sig.source == PREDICTOR:
+            return  # a guess: nothing to learn
+        if sig.intensity >= self.planner.policy.attention_threshold:
+            for svc in sig.services:
+                # A return after a gap: the revisit intervals (and so the cooldown) moved.
+                if svc in self.services and self.model.attend(svc, sig.start, sig.end) is not None:
+                    self._replan_service(svc)
+        if not sig.user:
+            return  # nobody in particular: nothing to learn where people go next
         for svc in sig.services:
             outcome = self.model.observe(sig.user, svc, now)
             if outcome is not None:
@@ -780,8 +828,15 @@ class ClusterState:
             if guess is None or guess[0] in sig.services or guess[0] not in self.services:
                 continue
             target, probability = guess
-            name = f"predict-{target[1]}-{int(now.timestamp() * 1000)}"[:253]
             end = now + timedelta(seconds=self.settings.prediction_ttl_seconds)
+            if self.model.throttled(
+                target, self.settings.prediction_min_precision, self.settings.prediction_min_outcomes
+            ):
+                # Not paying: scored in the shadow (hit or miss as if issued), escalating nothing.
+                self.model.expect(sig.user, target, end)
+                metrics.PREDICTIONS.labels("shadow").inc()
+                continue
+            name = f"predict-{target[1]}-{int(now.timestamp() * 1000)}"[:253]
             pred = Signal(name, (target,), min(1.0, probability), PREDICTOR, now, end, sig.user)
             self.model.expect(sig.user, target, end)
             metrics.PREDICTIONS.labels("issued").inc()
@@ -810,6 +865,19 @@ class ClusterState:
             else:
                 self.ingested_live -= 1
         return count
+
+
+def tuning_of(settings: Settings) -> Tuning:
+    return Tuning(
+        learn_cooldown=settings.cooldown_learning,
+        min_revisits=settings.cooldown_min_revisits,
+        cooldown_min_seconds=settings.cooldown_min_seconds,
+        cooldown_max_seconds=max(settings.cooldown_min_seconds, settings.cooldown_max_seconds),
+        wait_cost_seconds=settings.cooldown_wait_cost_seconds,
+        actuation_delay_seconds=settings.actuation_delay_seconds,
+        auto_min_ratio=settings.auto_baseline_min_ratio,
+        auto_max_ratio=max(settings.auto_baseline_min_ratio, settings.auto_baseline_max_ratio),
+    )
 
 
 def validation_message(exc: ValidationError) -> str:

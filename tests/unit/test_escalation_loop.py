@@ -519,3 +519,26 @@ async def test_the_kubelets_resize_error_and_a_restart_are_reported_not_retried(
     await esc.reporter.flush()
     status = [s for p, n, s in api.statuses if n == "web"][-1]
     assert next(c for c in status["conditions"] if c["type"] == "Degraded")["status"] == "False"
+
+
+async def test_status_carries_the_recommendation_and_precision_without_extra_writes() -> None:
+    clock = Clock()
+    state, esc, api = world(clock, {"web": 1})
+    for i in range(12):  # a minute of attention every 100 s, for 20 minutes
+        attention(state, clock, f"a{i}", "web", seconds=60)
+        esc.plan_once()
+        clock.advance(100)
+        state.expire(clock.now)
+        esc.plan_once()
+    state.model.recent["shop/web"] = [1, 9]  # predictions of web: 1 hit in 10
+    await esc.reporter.flush()
+    status = [s for p, n, s in api.statuses if p == "headyservices" and n == "web"][-1]
+    rec = status["recommendation"]
+    assert rec["dutyCycle"] == pytest.approx(0.6, abs=0.05) and rec["revisits"] == 11
+    assert rec["summary"].startswith(f"ratio {rec['baselineRatio']:g}, cooldown {rec['cooldownSeconds']}s")
+    assert status["prediction"]["precision"] == 0.1 and status["prediction"]["throttled"] is True
+    writes = len(api.statuses)
+    clock.advance(30)  # the duty cycle drifts; nothing else changed
+    state.dirty_services.add((NS, "web"))
+    await esc.reporter.flush()
+    assert len(api.statuses) == writes, "a drifting estimate alone writes no status"

@@ -242,3 +242,23 @@ def test_contended_node_goes_by_rank_then_pod_name() -> None:
             ("plan", None),
         ]
     )
+
+
+def _pod(i: int, service: tuple[str, str]) -> Pod:
+    c = ContainerResources("app", Amount(300, None), Amount(600, None))
+    return Pod(("ns", f"p{i}"), service, "n0", qos_of([c]), (c,))
+
+
+def test_rests_under_contention_and_predictions_preempted_plan_alike() -> None:
+    """Three high-priority users past maxPeakSeconds take turns; a guess gives way at once."""
+    high = [Service(SERVICES[i], 125, {"app": Amount(600, None)}, 0.5, 5, 20) for i in range(4)]
+    ops: list[tuple[str, Any]] = [("node", ("n0", 4000))]
+    ops += [("service", (s.key, s)) for s in high]
+    ops += [("pod", _pod(i, SERVICES[i])) for i in range(4)]
+    ops += [("signal", (f"sig{i}", ((SERVICES[i],), 1.0, "ui", 0, 200))) for i in range(2)]
+    ops += [("signal", ("sig3", ((SERVICES[3],), 1.0, "predictor", 0, 200))), ("plan", None)]
+    ops += [("time", 3), ("signal", ("sig2", ((SERVICES[2],), 1.0, "ui", 0, 200))), ("plan", None)]
+    for _ in range(12):
+        ops += [("actuate", i) for i in range(4)]
+        ops += [("time", 4), ("plan", None)]
+    run(ops)

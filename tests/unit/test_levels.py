@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -266,21 +267,187 @@ def test_flapping_signal_does_not_thrash() -> None:
     assert resizes == 1
 
 
-def test_max_peak_time_relaxes_and_rests_for_a_cooldown() -> None:
-    memory = {("ns", "a"): Memory(escalated_since=NOW - timedelta(seconds=100))}
-    s = svc("a", max_peak_seconds=100, cooldown_seconds=10)
-    plan = plan_levels(world([s], [pod("p", "a")], [signal("x", "a")], memory=memory), NOW)
+# ------------------------------------------------------------------ rests after maxPeakSeconds
+
+OVERDUE = Memory(escalated_since=NOW - timedelta(seconds=100))  # at peak for maxPeakSeconds (100)
+SMALL_NODE = Node("n1", Amount(1900, 256 * GI))  # room for one pod's extra 100m, not two
+
+
+def guess(name: str, *services: str, intensity: float = 1.0) -> Signal:
+    return Signal(
+        name,
+        tuple(("ns", s) for s in services),
+        intensity,
+        "predictor",
+        NOW - timedelta(seconds=1),
+        NOW + timedelta(seconds=20),
+    )
+
+
+def long(name: str, priority: int = 125) -> Service:
+    return svc(name, priority=priority, max_peak_seconds=100, cooldown_seconds=10)
+
+
+REST_CASES = {
+    # name: (services, pods, signals, memory, nodes, expected (granted, reason) of service "a")
+    "user alone past maxPeakSeconds keeps peak": (
+        [long("a")],
+        [pod("pa", "a")],
+        [signal("x", "a")],
+        {("ns", "a"): OVERDUE},
+        [BIG_NODE],
+        (True, Reason.ATTENTION),
+    ),
+    "user past maxPeakSeconds keeps peak while the other slot holder is no contender": (
+        [long("a"), long("b")],
+        [pod("pa", "a"), pod("pb", "b")],
+        [signal("x", "a"), signal("y", "b")],
+        {("ns", "a"): OVERDUE},
+        [BIG_NODE],
+        (True, Reason.ATTENTION),
+    ),
+    "user past maxPeakSeconds rests when a third high-priority service waits": (
+        [long("a"), long("b"), long("c")],
+        [pod("pa", "a"), pod("pb", "b"), pod("pc", "c")],
+        [signal("x", "a"), signal("y", "b"), signal("z", "c")],
+        {("ns", "a"): OVERDUE, ("ns", "b"): Memory(escalated_since=NOW - timedelta(seconds=5))},
+        [BIG_NODE],
+        (False, Reason.MAX_PEAK_TIME),
+    ),
+    "a very_high user past maxPeakSeconds yields to a waiting high one too": (
+        [long("a", 150), long("b", 150), long("c")],
+        [pod("pa", "a"), pod("pb", "b"), pod("pc", "c")],
+        [signal("x", "a"), signal("y", "b"), signal("z", "c")],
+        {("ns", "a"): OVERDUE},
+        [BIG_NODE],
+        (False, Reason.MAX_PEAK_TIME),
+    ),
+    "a resting user comes back at once when nothing waits": (
+        [long("a")],
+        [pod("pa", "a")],
+        [signal("x", "a")],
+        {("ns", "a"): Memory(resting_until=NOW + timedelta(seconds=5))},
+        [BIG_NODE],
+        (True, Reason.ATTENTION),
+    ),
+    "a prediction past maxPeakSeconds rests with nothing waiting": (
+        [long("a")],
+        [pod("pa", "a")],
+        [guess("g", "a")],
+        {("ns", "a"): OVERDUE},
+        [BIG_NODE],
+        (False, Reason.MAX_PEAK_TIME),
+    ),
+    "utilization past maxPeakSeconds rests with nothing waiting": (
+        [replace(long("a"), utilization=0.95)],
+        [pod("pa", "a")],
+        [],
+        {("ns", "a"): OVERDUE},
+        [BIG_NODE],
+        (False, Reason.MAX_PEAK_TIME),
+    ),
+    "a cooldown past maxPeakSeconds rests with nothing waiting": (
+        [long("a")],
+        [pod("pa", "a")],
+        [],
+        {("ns", "a"): replace(OVERDUE, attention_until=NOW - timedelta(seconds=2))},
+        [BIG_NODE],
+        (False, Reason.MAX_PEAK_TIME),
+    ),
+    "a prediction resting stays at baseline": (
+        [long("a")],
+        [pod("pa", "a")],
+        [guess("g", "a")],
+        {("ns", "a"): Memory(resting_until=NOW + timedelta(seconds=5))},
+        [BIG_NODE],
+        (False, Reason.MAX_PEAK_TIME),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(REST_CASES), ids=list(REST_CASES))
+def test_rests_only_share_capacity(case: str) -> None:
+    services, pods, signals, memory, nodes, expected = REST_CASES[case]
+    plan = plan_levels(world(services, pods, signals, nodes, memory), NOW)
     d = plan.services[("ns", "a")]
-    assert not d.granted and d.reason is Reason.MAX_PEAK_TIME
-    assert d.memory.resting_until == NOW + timedelta(seconds=10)
-    resting = plan_levels(
-        world([s], [pod("p", "a")], [signal("x", "a")], memory={s.key: d.memory}), NOW + timedelta(seconds=5)
+    assert (d.granted, d.reason) == expected, d.message
+    if (
+        expected[1] is Reason.MAX_PEAK_TIME
+        and ("ns", "a") in memory
+        and memory[("ns", "a")].resting_until is None
+    ):
+        assert d.memory.resting_until == NOW + timedelta(seconds=10), "a rest lasts one cooldown from now"
+        assert d.memory.escalated_since is None
+    if expected[0]:
+        assert plan.pods[("ns", "pa")].level is Level.PEAK
+
+
+def test_a_rest_gives_the_slot_to_the_waiting_service_and_ends_after_a_cooldown() -> None:
+    services = [long("a"), long("b"), long("c")]
+    pods = [pod("pa", "a"), pod("pb", "b"), pod("pc", "c")]
+    sigs = [signal("x", "a", ttl=600), signal("y", "b", ttl=600), signal("z", "c", ttl=600)]
+    memory = {("ns", "a"): OVERDUE, ("ns", "b"): Memory(escalated_since=NOW - timedelta(seconds=5))}
+    plan = plan_levels(world(services, pods, sigs, memory=memory), NOW)
+    assert plan.services[("ns", "c")].granted and not plan.services[("ns", "a")].granted
+    assert plan.pods[("ns", "pa")].reason is Reason.MAX_PEAK_TIME
+    memory = {k: v.memory for k, v in plan.services.items()}
+    resting = plan_levels(world(services, pods, sigs, memory=memory), NOW + timedelta(seconds=5))
+    assert not resting.services[("ns", "a")].granted, "still resting while c and b hold the slots"
+    memory = {k: v.memory for k, v in resting.services.items()}
+    after = plan_levels(world(services, pods, sigs, memory=memory), NOW + timedelta(seconds=11))
+    # The rest is over: a (equal priority, live user) waits its turn as any newcomer would.
+    assert after.services[("ns", "a")].reason is Reason.HIGH_PRIORITY_LIMIT
+    assert after.services[("ns", "a")].memory.resting_until is None
+
+
+def test_a_resting_user_takes_a_slot_back_as_soon_as_it_frees() -> None:
+    services = [long("a"), long("b"), long("c")]
+    pods = [pod("pa", "a"), pod("pb", "b"), pod("pc", "c")]
+    memory = {("ns", "a"): Memory(resting_until=NOW + timedelta(seconds=8))}
+    plan = plan_levels(world(services, pods, [signal("x", "a"), signal("z", "c")], memory=memory), NOW)
+    assert plan.services[("ns", "a")].granted, "b left: a slot is free, the rest costs nothing"
+
+
+def test_a_user_past_max_peak_yields_node_room_but_keeps_its_slot() -> None:
+    services = [long("a", 80), svc("b", priority=40)]
+    pods = [pod("pa", "a"), pod("pb", "b")]
+    plan = plan_levels(
+        world(services, pods, [signal("x", "a"), signal("y", "b")], [SMALL_NODE], {("ns", "a"): OVERDUE}),
+        NOW,
     )
-    assert not resting.services[s.key].granted
-    again = plan_levels(
-        world([s], [pod("p", "a")], [signal("x", "a")], memory={s.key: d.memory}), NOW + timedelta(seconds=11)
+    assert plan.pods[("ns", "pb")].level is Level.PEAK, "the other user gets the room"
+    assert plan.pods[("ns", "pa")].reason is Reason.NODE_CAPACITY
+    assert plan.services[("ns", "a")].granted
+    alone = plan_levels(world(services, pods, [signal("x", "a")], [SMALL_NODE], {("ns", "a"): OVERDUE}), NOW)
+    assert alone.pods[("ns", "pa")].level is Level.PEAK, "nobody else wants the room: no rest"
+
+
+@pytest.mark.parametrize("guessed_priority", [125, 150])
+def test_real_attention_preempts_a_prediction_holding_a_slot_at_once(guessed_priority: int) -> None:
+    services = [svc("a", priority=guessed_priority), svc("b", priority=150), svc("c", priority=125)]
+    pods = [pod(f"p-{n}", n) for n in ("a", "b", "c")]
+    memory = {("ns", "a"): Memory(escalated_since=NOW - timedelta(seconds=3))}  # the guess holds a slot
+    plan = plan_levels(
+        world(
+            services,
+            pods,
+            [guess("g", "a"), signal("sb", "b"), signal("sc", "c", intensity=0.2)],
+            memory=memory,
+        ),
+        NOW,
     )
-    assert again.services[s.key].granted
+    assert plan.services[("ns", "c")].granted and plan.services[("ns", "b")].granted
+    assert not plan.services[("ns", "a")].granted
+    assert plan.services[("ns", "a")].reason is Reason.HIGH_PRIORITY_LIMIT
+
+
+def test_a_prediction_never_holds_node_room_a_user_needs() -> None:
+    services = [svc("a", priority=150), svc("b", priority=25)]
+    pods = [pod("pa", "a"), pod("pb", "b")]
+    memory = {("ns", "a"): Memory(escalated_since=NOW - timedelta(seconds=3))}
+    plan = plan_levels(world(services, pods, [guess("g", "a"), signal("y", "b")], [SMALL_NODE], memory), NOW)
+    assert plan.pods[("ns", "pb")].level is Level.PEAK
+    assert plan.pods[("ns", "pa")].reason is Reason.NODE_CAPACITY
 
 
 def test_infeasible_pod_falls_back_to_baseline_others_still_escalate() -> None:
