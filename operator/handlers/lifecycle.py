@@ -9,6 +9,7 @@ from typing import Any
 import kopf
 
 from heady_operator import http, ingest, metrics
+from heady_operator.access import run_access
 from heady_operator.arena import ArenaController
 from heady_operator.config import Settings
 from heady_operator.health import run_health_checks
@@ -74,6 +75,7 @@ async def _start_loops(
         asyncio.create_task(arena.run(), name="arena-loop"),
         asyncio.create_task(watch_loop_lag(), name="loop-lag"),
         asyncio.create_task(run_health_checks(cfg, kube, state.service_bodies), name="health-checks"),
+        asyncio.create_task(run_access(cfg, kube, state), name="access"),
     ]
     # One replica acts (leader election is not built yet): it leads.
     metrics.LEADER.set(1)

@@ -158,6 +158,9 @@ class ClusterState:
         self.dirty_signals: set[SignalKey] = set()
         self.deleted_services: set[ServiceKey] = set()
         self.topology_changed = False  # hostnames: the tunnel config
+        # Each protected service's Access application audience tag (from the access loop, or
+        # status.access on start), for the tunnel's token checks.
+        self.access_audiences: dict[ServiceKey, str] = {}
         self.ingested_live = 0
         self._ends: list[tuple[datetime, SignalKey]] = []  # ingested and predicted signals by end
 
@@ -174,6 +177,7 @@ class ClusterState:
                 self.planner.forget_service(key)
                 self.deleted_services.add(key)
                 self.dirty_services.discard(key)
+                self.access_audiences.pop(key, None)
                 self.topology_changed = True
                 self.changed.set()
             return
@@ -215,6 +219,7 @@ class ClusterState:
         status = dict(body.get("status") or {}) if old is None else old.status
         if old is None:
             self.planner.restore_memory(key, memory_from_status(status))
+            self._restore_audience(key, spec, status)
         entry = ServiceEntry(ref, spec, error, annotations, parse_time(meta.get("creationTimestamp")), status)
         self.services[key] = entry
         self.deleted_services.discard(key)
@@ -224,11 +229,32 @@ class ClusterState:
             or spec is None
             or old.spec.hostname != spec.hostname
             or old.spec.port != spec.port
+            or old.spec.access != spec.access
         ):
             self.topology_changed = True
         self._remap(key, old.spec if old else None, spec)
         self._replan_service(key)
         self.changed.set()
+
+    def _restore_audience(
+        self, key: ServiceKey, spec: HeadyServiceSpec | None, status: Mapping[str, Any]
+    ) -> None:
+        """A restart keeps protected hostnames routed: the audience tag Cloudflare assigned is in
+        status.access, for the same hostname, until the access loop has listed the API again."""
+        access = status.get("access")
+        if spec is None or spec.access is None or not isinstance(access, Mapping):
+            return
+        aud = access.get("audTag")
+        app = access.get("application")
+        if isinstance(aud, str) and aud and isinstance(app, Mapping) and app.get("domain") == spec.hostname:
+            self.access_audiences[key] = aud
+
+    def set_access_audiences(self, audiences: Mapping[ServiceKey, str]) -> None:
+        """From the access loop: the tunnel config is rebuilt when a service's audience changes."""
+        if dict(audiences) != self.access_audiences:
+            self.access_audiences = dict(audiences)
+            self.topology_changed = True
+            self.changed.set()
 
     def _remap(self, key: ServiceKey, old: HeadyServiceSpec | None, new: HeadyServiceSpec | None) -> None:
         """Keep workload -> service current; the pods of a workload that changed hands follow."""
