@@ -17,11 +17,13 @@ import re
 import threading
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
+R = TypeVar("R")
 DECISIONS = {"allow", "deny", "non_identity", "bypass"}
 # Cloudflare's AccessRule shapes heady may send: rule key -> the one field inside it.
 RULES = {
@@ -271,6 +273,14 @@ class ThreadedServer:
         self.thread.start()
         self.runner, self.url = asyncio.run_coroutine_threadsafe(start(self.server), self.loop).result(10)
         return self
+
+    def run(self, fn: Callable[[AccessApiServer], R]) -> R:
+        """fn(server) on the server's loop: reads and edits never race a request."""
+
+        async def call() -> R:
+            return fn(self.server)
+
+        return asyncio.run_coroutine_threadsafe(call(), self.loop).result(10)
 
     def __exit__(self, *_: object) -> None:
         if self.runner is not None:
