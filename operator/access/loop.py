@@ -26,7 +26,7 @@ from heady_operator.kube.conditions import Conditions, merge_condition
 from heady_operator.kube.configmaps import upsert_config_map
 from heady_operator.kube.events import post_event
 from heady_operator.kube.status import patch_status
-from heady_operator.models.common import set_condition, utcnow
+from heady_operator.models.common import GROUP, VERSION, set_condition, utcnow
 from heady_operator.planning.access import (
     AccessPlan,
     AccessReport,
@@ -73,6 +73,7 @@ class AccessLoop:
         self._written: dict[ServiceKey, tuple[Any, ...]] = {}
         self._evented: dict[ServiceKey, str] = {}  # the reason of the last Event posted
         self.api: AccessApi | None = None
+        self._caught_up = False
         self.last_progress = monotonic()
 
     async def close(self) -> None:
@@ -96,7 +97,27 @@ class AccessLoop:
                 services.append(AccessService(ns, name, spec.hostname, spec.access, created))
         return plan_access(services, self.settings.access_name_prefix, self.settings.forbidden_suffixes)
 
+    async def caught_up(self) -> bool:
+        """Whether every HeadyService is in the cache (they arrive through kopf's watch, which
+        starts after the loops): before that, a missing service would look like "no application
+        wanted" and the sync would delete its application. Lists once per tick until true."""
+        if self._caught_up:
+            return True
+        custom = self.kube.custom
+        namespaces = self.settings.namespace_list
+        items: list[dict[str, Any]] = []
+        if namespaces:
+            for ns in namespaces:
+                items += (await custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL))["items"]
+        else:
+            items = (await custom.list_cluster_custom_object(GROUP, VERSION, PLURAL))["items"]
+        listed = {(i["metadata"]["namespace"], i["metadata"]["name"]) for i in items}
+        self._caught_up = listed <= set(self.state.services)
+        return self._caught_up
+
     async def tick(self) -> None:
+        if not await self.caught_up():
+            return
         plan = self.plan()
         if plan.digest != self._configmap_digest:
             await upsert_config_map(

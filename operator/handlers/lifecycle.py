@@ -75,7 +75,6 @@ async def _start_loops(
         asyncio.create_task(arena.run(), name="arena-loop"),
         asyncio.create_task(watch_loop_lag(), name="loop-lag"),
         asyncio.create_task(run_health_checks(cfg, kube, state.service_bodies), name="health-checks"),
-        asyncio.create_task(run_access(cfg, kube, state), name="access"),
     ]
     # One replica acts (leader election is not built yet): it leads.
     metrics.LEADER.set(1)
@@ -83,6 +82,8 @@ async def _start_loops(
     # One consistent first listing before the first plan: a restart must not relax what it has not seen.
     tasks += await feeds.start(feeds.informers(kube, state, cfg.namespace_list))
     escalation.mark_synced()
+    # It waits itself until every HeadyService is cached (AccessLoop.caught_up).
+    tasks.append(asyncio.create_task(run_access(cfg, kube, state), name="access"))
     if attention.consumer is not None:
         tasks.append(asyncio.create_task(attention.consumer.run(), name="attention-ingest"))
     log.info("heady-operator started; serving http on %s:%d", cfg.http_host, cfg.http_port)

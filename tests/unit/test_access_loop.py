@@ -29,6 +29,9 @@ class FakeCustom:
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
         self.status_writes = 0
 
+    async def list_cluster_custom_object(self, g: str, v: str, plural: str) -> dict[str, Any]:
+        return {"items": [copy.deepcopy(o) for o in self.objects.values()]}
+
     async def get_namespaced_custom_object(
         self, g: str, v: str, ns: str, plural: str, name: str
     ) -> dict[str, Any]:
@@ -180,6 +183,21 @@ async def test_with_credentials_it_syncs_sets_audiences_and_then_only_lists(
         ]
         assert ("heady", "web") not in state.access_audiences
         await loop.close()
+
+
+async def test_nothing_happens_before_every_service_is_cached(
+    world: tuple[ClusterState, FakeCore, FakeCustom, AccessApiServer, str],
+) -> None:
+    state, core, custom, server, url = world
+    custom.objects[("heady", "late")] = _body("late", SEEDS["web"])  # not through the watch yet
+    settings = Settings(access_api_token=server.token, access_account_id=server.account, access_api_url=url)
+    async with aiohttp.ClientSession() as session:
+        loop = AccessLoop(settings, _kube(core, custom), state, session=session)
+        await loop.tick()
+        assert server.calls == {} and core.config_maps == {}
+        state.on_service("ADDED", custom.objects[("heady", "late")])
+        await loop.tick()
+        assert server.app_named("heady/heady/late") is not None
 
 
 def test_a_restart_keeps_the_audience_from_status() -> None:
