@@ -204,7 +204,8 @@ class AccessLoop:
     async def _write(self, key: ServiceKey, body: dict[str, Any], report: AccessReport) -> None:
         ns, name = key
         try:
-            await patch_status(self.kube, PLURAL, ns, name, {"access": dict(report.access)})
+            # A service with no application (NotRouted) shows none: null removes what was there.
+            await patch_status(self.kube, PLURAL, ns, name, {"access": dict(report.access) or None})
         except ApiException as exc:
             if exc.status != 404:
                 log.warning("could not write status.access of %s/%s: %s %s", ns, name, exc.status, exc.reason)

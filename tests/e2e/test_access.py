@@ -190,13 +190,20 @@ def test_with_a_token_the_application_is_created_enforced_and_repaired(
         cluster.custom.delete_namespaced_custom_object(
             "heady.io", "v1alpha1", ns, "headyservices", "promoter"
         )
+        mine = f"{prefix}/{ns}/"
         wait_for(
             lambda: (
-                api_server.run(lambda s: sorted(a["name"] for a in s.apps.values())) == ["hand-made"]
-                and api_server.run(lambda s: len(s.policies)) == 0
+                not api_server.run(
+                    lambda s: [
+                        o["name"]
+                        for o in [*s.apps.values(), *s.policies.values()]
+                        if o["name"].startswith(mine)
+                    ]
+                )
             ),
-            "the application and its policy deleted, the foreign one kept",
+            "the application and its policy deleted",
         )
+        assert api_server.run(lambda s: "foreign" in s.apps), "an application heady does not own is kept"
         assert not any(r.get("hostname") == host for r in _rules(cluster))
     finally:
         op.stop()
