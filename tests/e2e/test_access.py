@@ -149,8 +149,13 @@ def test_with_a_token_the_application_is_created_enforced_and_repaired(
             "originRequest": {"access": {"required": True, "teamName": "heady-test", "audTag": [app["aud"]]}},
         }
         wait_for(lambda: want in _rules(cluster), "cloudflared requiring the application's Access token")
-        tunnel = condition(cluster.get("headyservices", ns, "promoter"), "TunnelRouted")
-        assert tunnel is not None and tunnel["status"] == "True"
+        wait_for(
+            lambda: (
+                (condition(cluster.get("headyservices", ns, "promoter"), "TunnelRouted") or {}).get("status")
+                == "True"
+            ),
+            "TunnelRouted=True",
+        )
 
         # Quiet: with nothing changed, later rounds only list.
         writes = api_server.run(lambda s: s.writes())
