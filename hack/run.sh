@@ -41,7 +41,8 @@ cat <<TXT
 heady is running. Try:
   export KUBECONFIG=$KUBECONFIG PATH=$BIN:\$PATH
   kubectl get pods -n heady-demo -o custom-columns=POD:.metadata.name,REQUESTS:.spec.containers[0].resources.requests
-  kubectl describe hsvc web -n heady-demo          # conditions and Events (Escalated, Relaxed)
+  kubectl describe hsvc web -n heady-demo          # conditions and Events (Escalated, Relaxed, AccessSynced)
+  kubectl get cm heady-access -n heady-system -o jsonpath='{.data.applications\.json}'   # Cloudflare Access apps, rendered (no API token)
   kubectl apply -f - <<EOF2                          # look at the api service for 20 s
   {"apiVersion":"heady.io/v1alpha1","kind":"AttentionSignal","metadata":{"name":"peek","namespace":"heady-demo"},"spec":{"services":["api"],"ttlSeconds":20}}
 EOF2

@@ -150,6 +150,25 @@ class Settings(BaseSettings):
     pod_name: str = ""
     forbidden_hostname_suffixes: str = "onrender.com"
 
+    # Zero-trust access per hostname (Cloudflare Access; HeadyService.spec.access).
+    # A hostname without spec.access is routed only when this is true (chart access.allowPublicServices).
+    access_allow_public_services: bool = False
+    # The Zero Trust team (<team>.cloudflareaccess.com): cloudflared checks Access tokens against it.
+    access_team_name: str = ""
+    # Cloudflare account and API token ("Access: Apps and Policies Write"); without both, the
+    # Access applications are only rendered (ConfigMap access_configmap, status.access).
+    access_account_id: str = ""
+    access_api_token: str = ""
+    access_api_url: str = "https://api.cloudflare.com/client/v4"
+    # Applications and policies heady owns are named <prefix>/<namespace>/<service>[/<policy>];
+    # one prefix per cluster sharing an account, or they would delete each other's.
+    access_name_prefix: str = Field(
+        default="heady", min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$"
+    )
+    access_configmap: str = "heady-access"
+    # How often the API is listed for drift (someone edited or deleted an application by hand).
+    access_sync_interval_seconds: float = Field(default=60.0, ge=1.0, le=3600.0)
+
     # Chaos.
     chaos_enabled: bool = True
     chaos_image: str = "heady-operator:latest"

@@ -9,6 +9,7 @@ from typing import Any
 import kopf
 
 from heady_operator import http, ingest, metrics
+from heady_operator.access import run_access
 from heady_operator.arena import ArenaController
 from heady_operator.config import Settings
 from heady_operator.health import run_health_checks
@@ -84,6 +85,8 @@ async def _start_loops(
     await vpas.check_safely()
     tasks.append(asyncio.create_task(vpas.run(), name="vpa-feed"))
     escalation.mark_synced()
+    # It waits itself until every HeadyService is cached (AccessLoop.caught_up).
+    tasks.append(asyncio.create_task(run_access(cfg, kube, state), name="access"))
     if attention.consumer is not None:
         tasks.append(asyncio.create_task(attention.consumer.run(), name="attention-ingest"))
     log.info("heady-operator started; serving http on %s:%d", cfg.http_host, cfg.http_port)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -11,6 +12,12 @@ from heady_operator.models.quantity import QuantityError, cpu_millis, memory_byt
 
 HOSTNAME_PATTERN = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]{2,63}$"
 VPA_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+DURATION_PATTERN = r"^([0-9]+(ns|us|ms|s|m|h))+$"
+AUD_PATTERN = r"^[0-9a-f]{64}$"
+# The selectors a rule may name (one per rule), as in Cloudflare's Access rules.
+RULE_SELECTORS = ("email", "emailDomain", "group", "serviceToken", "ip")
 
 
 class WorkloadRef(CamelModel):
@@ -83,6 +90,101 @@ class HealthCheck(CamelModel):
         return self.path or "/"
 
 
+class AccessRule(CamelModel):
+    """One Cloudflare Access rule: exactly one selector. The CRD's CEL rules are repeated here."""
+
+    email: str | None = Field(default=None, max_length=254, pattern=EMAIL_PATTERN)
+    email_domain: str | None = Field(default=None, max_length=253, pattern=HOSTNAME_PATTERN)
+    group: str | None = Field(default=None, pattern=UUID_PATTERN)
+    service_token: str | None = Field(default=None, pattern=UUID_PATTERN)
+    ip: str | None = Field(default=None, max_length=43)
+
+    @field_validator("ip")
+    @classmethod
+    def _cidr(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                if "/" not in value:
+                    raise ValueError(value)
+                ipaddress.ip_network(value, strict=False)
+            except ValueError as exc:
+                raise ValueError("ip must be a CIDR range such as 172.20.0.0/16") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> AccessRule:
+        if len(self.selectors()) != 1:
+            raise ValueError("each rule names exactly one of email, emailDomain, group, serviceToken, ip")
+        return self
+
+    def selectors(self) -> list[str]:
+        return [s for s in RULE_SELECTORS if getattr(self, _snake(s)) is not None]
+
+    @property
+    def selector(self) -> str:
+        return self.selectors()[0]
+
+    @property
+    def value(self) -> str:
+        return str(getattr(self, _snake(self.selector)))
+
+
+def _snake(name: str) -> str:
+    return {"emailDomain": "email_domain", "serviceToken": "service_token"}.get(name, name)
+
+
+class AccessPolicy(CamelModel):
+    """A Cloudflare Access policy: include (any of), require (all of), exclude (none of)."""
+
+    name: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    decision: Literal["allow", "non_identity", "bypass"] = "allow"
+    include: list[AccessRule] = Field(min_length=1, max_length=25)
+    require: list[AccessRule] = Field(default_factory=list, max_length=25)
+    exclude: list[AccessRule] = Field(default_factory=list, max_length=25)
+
+    @model_validator(mode="after")
+    def _cel_rules(self) -> AccessPolicy:
+        rules = [*self.include, *self.require, *self.exclude]
+        kinds = {r.selector for r in rules}
+        if self.decision == "bypass" and kinds != {"ip"}:
+            raise ValueError(
+                "a bypass policy lets requests through without a login: its rules can only be ip ranges"
+            )
+        if self.decision != "non_identity" and "serviceToken" in kinds:
+            raise ValueError("serviceToken rules need decision non_identity (Cloudflare's Service Auth)")
+        if self.decision == "non_identity" and not kinds <= {"serviceToken", "ip"}:
+            raise ValueError(
+                "a non_identity policy involves no login: its rules can only be serviceToken or ip"
+            )
+        return self
+
+
+class Access(CamelModel):
+    """Who may reach spec.hostname: Cloudflare Access policies, evaluated in order."""
+
+    policies: list[AccessPolicy] = Field(min_length=1, max_length=10)
+    session_duration: str = Field(default="24h", pattern=DURATION_PATTERN, max_length=32)
+    aud_tag: str | None = Field(default=None, pattern=AUD_PATTERN)
+
+    @model_validator(mode="after")
+    def _cel_rules(self) -> Access:
+        names = [p.name for p in self.policies]
+        if len(names) != len(set(names)):
+            raise ValueError("access policies must have unique names")
+        bypass = [p.decision == "bypass" for p in self.policies]
+        if any(bypass) and not all(bypass):
+            raise ValueError(
+                "bypass policies cannot be mixed with allow/non_identity ones: "
+                "cloudflared could not require an Access token for this hostname"
+            )
+        return self
+
+    @property
+    def bypass(self) -> bool:
+        """Bypass-only: Access issues no token, so only Cloudflare's edge can enforce it."""
+        return all(p.decision == "bypass" for p in self.policies)
+
+
 class HeadyServiceSpec(CamelModel):
     workload: WorkloadRef
     containers: list[ContainerPeak] = Field(default_factory=list, max_length=32)
@@ -95,6 +197,7 @@ class HeadyServiceSpec(CamelModel):
     cooldown_seconds: int = Field(default=30, ge=0, le=3600)
     health_check: HealthCheck | None = None
     peak_from: PeakFrom | None = None
+    access: Access | None = None
 
     @field_validator("baseline_ratio", mode="before")
     @classmethod
@@ -113,4 +216,6 @@ class HeadyServiceSpec(CamelModel):
         names = [c.name for c in self.containers]
         if len(names) != len(set(names)):
             raise ValueError("containers must have unique names")
+        if self.access is not None and self.hostname is None:
+            raise ValueError("access needs a hostname: it says who may reach spec.hostname")
         return self

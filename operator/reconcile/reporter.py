@@ -26,7 +26,7 @@ from heady_operator.models.common import PRIORITY_VALUES
 from heady_operator.planning.incremental import IncrementalPlanner
 from heady_operator.planning.levels import PodKey, ServiceDecision, ServiceKey
 from heady_operator.planning.status import ServiceFacts, expired_long_ago, service_status, signal_status
-from heady_operator.planning.tunnel import Route, TunnelConfig, tunnel_config
+from heady_operator.planning.tunnel import EdgeAccess, Route, TunnelConfig, tunnel_config
 from heady_operator.reconcile.queue import ResizeQueue
 from heady_operator.reconcile.timing import wake_or_timeout
 from heady_operator.state.cluster import ClusterState, SignalKey
@@ -271,11 +271,19 @@ class Reporter:
 
     async def _tunnel(self, now: datetime) -> None:
         routes = []
+        audiences = self.state.access_audiences
         for (ns, name), entry in self.state.services.items():
-            if entry.spec is not None and entry.spec.hostname:
+            spec = entry.spec
+            if spec is not None and spec.hostname:
                 created = entry.created or now
-                routes.append(Route(ns, name, entry.spec.hostname, entry.spec.port, created))
-        config = tunnel_config(routes, self.settings.tunnel_id, self.settings.forbidden_suffixes)
+                access = spec.access
+                protection = audience = None
+                if access is not None:
+                    protection = "edge" if access.bypass else "token"
+                    audience = access.aud_tag or audiences.get((ns, name))
+                routes.append(Route(ns, name, spec.hostname, spec.port, created, protection, audience))
+        edge = EdgeAccess(self.settings.access_team_name, self.settings.access_allow_public_services)
+        config = tunnel_config(routes, self.settings.tunnel_id, self.settings.forbidden_suffixes, edge)
         state: dict[ServiceKey, tuple[bool, str, str]] = {}
         for r in config.routed:
             state[(r.namespace, r.name)] = (

@@ -178,6 +178,9 @@ class ClusterState:
         self.dirty_signals: set[SignalKey] = set()
         self.deleted_services: set[ServiceKey] = set()
         self.topology_changed = False  # hostnames: the tunnel config
+        # Each protected service's Access application audience tag (from the access loop, or
+        # status.access on start), for the tunnel's token checks.
+        self.access_audiences: dict[ServiceKey, str] = {}
         self.ingested_live = 0
         self._ends: list[tuple[datetime, SignalKey]] = []  # ingested and predicted signals by end
         # VerticalPodAutoscalers (when the CRD is served), the peak each peakFrom service follows,
@@ -204,6 +207,7 @@ class ClusterState:
                 self.planner.forget_service(key)
                 self.deleted_services.add(key)
                 self.dirty_services.discard(key)
+                self.access_audiences.pop(key, None)
                 self.topology_changed = True
                 self.changed.set()
             return
@@ -248,6 +252,7 @@ class ClusterState:
             followed = followed_from_status(status.get("peak"))
             if followed is not None:
                 self.followed[key] = followed
+            self._restore_audience(key, spec, status)
         entry = ServiceEntry(ref, spec, error, annotations, parse_time(meta.get("creationTimestamp")), status)
         self.services[key] = entry
         self.deleted_services.discard(key)
@@ -257,11 +262,32 @@ class ClusterState:
             or spec is None
             or old.spec.hostname != spec.hostname
             or old.spec.port != spec.port
+            or old.spec.access != spec.access
         ):
             self.topology_changed = True
         self._remap(key, old.spec if old else None, spec)
         self._replan_service(key)
         self.changed.set()
+
+    def _restore_audience(
+        self, key: ServiceKey, spec: HeadyServiceSpec | None, status: Mapping[str, Any]
+    ) -> None:
+        """A restart keeps protected hostnames routed: the audience tag Cloudflare assigned is in
+        status.access, for the same hostname, until the access loop has listed the API again."""
+        access = status.get("access")
+        if spec is None or spec.access is None or not isinstance(access, Mapping):
+            return
+        aud = access.get("audTag")
+        app = access.get("application")
+        if isinstance(aud, str) and aud and isinstance(app, Mapping) and app.get("domain") == spec.hostname:
+            self.access_audiences[key] = aud
+
+    def set_access_audiences(self, audiences: Mapping[ServiceKey, str]) -> None:
+        """From the access loop: the tunnel config is rebuilt when a service's audience changes."""
+        if dict(audiences) != self.access_audiences:
+            self.access_audiences = dict(audiences)
+            self.topology_changed = True
+            self.changed.set()
 
     def _remap(self, key: ServiceKey, old: HeadyServiceSpec | None, new: HeadyServiceSpec | None) -> None:
         """Keep workload -> service current; the pods of a workload that changed hands follow."""

@@ -109,7 +109,20 @@ def test_operator_works_with_only_the_charts_rbac(
                 deployment("app", ns, 2, {"cpu": "1", "memory": "1Gi"}, {"cpu": "2", "memory": "2Gi"})
             )
             cluster.apply(
-                headyservice("app", ns, peak={"cpu": "2", "memory": "2Gi"}, hostname=f"app-{ns}.example.com")
+                headyservice(
+                    "app",
+                    ns,
+                    peak={"cpu": "2", "memory": "2Gi"},
+                    hostname=f"app-{ns}.example.com",
+                    # An internal network, through an application managed outside heady: routed
+                    # without the Cloudflare API (the chart's default refuses hostnames without access).
+                    access={
+                        "policies": [
+                            {"name": "lan", "decision": "bypass", "include": [{"ip": "10.0.0.0/8"}]}
+                        ],
+                        "audTag": "c" * 64,
+                    },
+                )
             )
             cluster.apply(attention("look", ns, "app", ttlSeconds=120))
             peak = {"cpu": "1999m", "memory": "2Gi"}

@@ -752,3 +752,21 @@ def test_every_value_is_documented_in_values_yaml_and_readme() -> None:
         )
     for key in documented:
         assert f"| `{key}` |" in readme, f"{key} is missing from the README values table"
+
+
+def test_access_settings_reach_the_operator() -> None:
+    env = env_of(operator_container(render()))
+    # Secure by default: no public hostnames, no API token (render only).
+    assert env["HEADY_ACCESS_ALLOW_PUBLIC_SERVICES"]["value"] == "false"
+    assert env["HEADY_ACCESS_CONFIGMAP"]["value"] == "heady-access"
+    assert "HEADY_ACCESS_API_TOKEN" not in env
+    env = env_of(operator_container(render(values="everything-on.yaml")))
+    assert env["HEADY_ACCESS_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "cloudflare-access",
+        "key": "token",
+    }
+    assert env["HEADY_ACCESS_TEAM_NAME"]["value"] == "heady"
+    assert env["HEADY_ACCESS_ACCOUNT_ID"]["value"] == "0123456789abcdef0123456789abcdef"
+    assert env["HEADY_ACCESS_ALLOW_PUBLIC_SERVICES"]["value"] == "true"
+    bad = run_helm("template", RELEASE, str(CHART), "--set", "access.accountId=not-hex")
+    assert bad.returncode != 0 and "accountId" in bad.stderr
