@@ -49,7 +49,9 @@ class LeaseApi:
     async def create(self, record: LeaseRecord) -> LeaseRecord:
         try:
             lease = await self.api.create_namespaced_lease(
-                self.namespace, self._body(record), _request_timeout=self.timeout
+                self.namespace,
+                self._body(record),  # type: ignore[arg-type]
+                _request_timeout=self.timeout,
             )
         except ApiException as exc:
             if exc.status == 409:
@@ -60,7 +62,10 @@ class LeaseApi:
     async def replace(self, record: LeaseRecord) -> LeaseRecord:
         try:
             lease = await self.api.replace_namespaced_lease(
-                self.name, self.namespace, self._body(record), _request_timeout=self.timeout
+                self.name,
+                self.namespace,
+                self._body(record),  # type: ignore[arg-type]
+                _request_timeout=self.timeout,
             )
         except ApiException as exc:
             if exc.status == 409:
