@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     # Entries another consumer read but left unacknowledged this long are taken over (XAUTOCLAIM).
     ingest_claim_idle_seconds: float = Field(default=30.0, gt=0.0)
     ingest_reconnect_max_seconds: float = Field(default=30.0, gt=0.0)
+    # A standby (leader election) follows the stream from this far back at start-up: every signal
+    # still live when it takes over must be in its state.
+    ingest_replay_seconds: float = Field(default=3600.0, ge=0.0)
     # Stream entries remembered as applied, so a re-delivery within one process is acknowledged only.
     ingest_dedup_window: int = Field(default=10_000, ge=1)
     # Producers trim the stream to about this many entries (XADD MAXLEN ~).

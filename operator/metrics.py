@@ -189,6 +189,30 @@ LEADER = Gauge(
     "1 while this replica holds the leader lease and is not fenced, else 0.",
     registry=REGISTRY,
 )
+LEADER_TRANSITIONS = Counter(
+    "heady_leader_transitions_total",
+    "Leadership changes of this replica: acquired, fenced (could not renew in time, or saw the Lease "
+    "taken), released (shutting down).",
+    ["transition"],
+    registry=REGISTRY,
+)
+API_WRITES = Counter(
+    "heady_api_writes_total",
+    "Write requests (POST, PUT, PATCH, DELETE) this process sent to the Kubernetes API, by resource; "
+    "with leader election only the leader sends any besides its Lease.",
+    ["resource"],
+    registry=REGISTRY,
+)
+API_LAST_WRITE = Gauge(
+    "heady_api_last_write_timestamp_seconds",
+    "Unix time of the last write request to the Kubernetes API other than the leader Lease.",
+    registry=REGISTRY,
+)
+INGEST_ACKNOWLEDGED = Counter(
+    "heady_ingest_acknowledged_total",
+    "Attention stream entries this process handled and acknowledged in the consumer group.",
+    registry=REGISTRY,
+)
 SERVICE_UP = Gauge(
     "heady_service_up",
     "1 when the HeadyService's health check passes, 0 once it failed failureThreshold times in a row.",
