@@ -108,7 +108,7 @@ MEMORY_AVAILABLE = Gauge(
 INGEST_EVENTS = Counter(
     "heady_ingest_events_total",
     "Attention events through the ingest, by path (redis, http) and outcome (applied, replayed, "
-    "duplicate, expired, invalid, trimmed, queued, unauthorized, overloaded, unavailable; failed: an "
+    "duplicate, expired, invalid, trimmed, elsewhere (another shard's namespace), queued, unauthorized, overloaded, unavailable; failed: an "
     "unexpected exception isolated to that event or request; lost: a failed stream entry that could "
     "not be dead-lettered either).",
     ["path", "outcome"],

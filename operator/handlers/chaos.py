@@ -84,6 +84,9 @@ def _owned(body: kopf.Body, memo: kopf.Memo, **_: Any) -> bool:
     """Only the operator whose chaos_instance matches the session's label runs its chaos."""
     settings: Settings | None = memo.get("settings")
     mine = settings.chaos_instance if settings is not None else ""
+    state = memo.get("state")
+    if state is not None and body.get("metadata", {}).get("namespace") not in state.scope:
+        return False  # another shard's session
     return bool((body.get("metadata", {}).get("labels") or {}).get(plan_chaos.INSTANCE_LABEL, "") == mine)
 
 

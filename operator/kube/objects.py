@@ -114,6 +114,12 @@ class Workload(msgspec.Struct):
     spec: WorkloadSpec = msgspec.field(default_factory=WorkloadSpec)
 
 
+class Namespace(msgspec.Struct):
+    """Only its labels matter (a shard's namespace selector)."""
+
+    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
+
+
 class CustomObject(msgspec.Struct):
     """A heady custom resource: spec and status stay plain data for the pydantic models."""
 
