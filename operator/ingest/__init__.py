@@ -51,7 +51,7 @@ def build(settings: Settings, state: ClusterState, gate: Gate = ALWAYS) -> Inges
     """Redis when `redis_url` is set (the consumer must then be run); HTTP direct otherwise."""
     sink = AttentionSink(state)
     if not settings.redis_url:
-        return Ingest(sink, AttentionIntake(settings, sink))
+        return Ingest(sink, AttentionIntake(settings, sink, gate=gate))
     client = connect(settings)
     consumer = RedisAttentionConsumer(settings, sink, client, gate=gate)
     intake = AttentionIntake(settings, sink, StreamPublisher(settings, client), consumer)

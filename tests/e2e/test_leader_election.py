@@ -178,6 +178,10 @@ def pair(cluster: Cluster, redis_server: RedisServer, ns: str, tmp_path: Path) -
     p.stop()
 
 
+def leader_of(ops: list[OperatorProcess]) -> OperatorProcess | None:
+    return next((o for o in ops if role(o) == "leader"), None)
+
+
 def start_both(pair: Pair) -> tuple[OperatorProcess, OperatorProcess]:
     a = pair.start("op-a")
     wait_for(lambda: role(a) == "leader", "op-a leads", timeout=20)
@@ -269,3 +273,63 @@ def test_sigterm_hands_over_within_a_retry_period_and_each_entry_is_applied_once
     print(f"SIGTERM exactly once: {storm.sent} sent, {by_a} by op-a + {by_b} by op-b")
     assert by_a + by_b == storm.sent, "an entry was applied twice or lost in the hand-over"
     wait_for(lambda: settled(pair), "live at peak and expired at baseline", timeout=10)
+
+
+def test_two_shards_each_with_a_standby_touch_only_their_namespaces(
+    cluster: Cluster, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    run = uuid.uuid4().hex[:5]
+    namespaces = {shard: f"t-shard-{shard}-{run}" for shard in ("a", "b")}
+    for shard, ns in namespaces.items():
+        cluster.core.create_namespace(
+            {"metadata": {"name": ns, "labels": {"heady.io/test": "e2e", f"heady.io/shard-{run}": shard}}}
+        )
+        request.addfinalizer(lambda ns=ns: cluster.core.delete_namespace(ns, propagation_policy="Background"))
+        _setup(cluster, ns, "web", replicas=2, priority="medium", cooldownSeconds=0)
+    ops: dict[str, list[OperatorProcess]] = {}
+    try:
+        for shard in namespaces:
+            env = {
+                "HEADY_SHARD_SELECTOR": f"heady.io/shard-{run}={shard}",
+                "HEADY_LEADER_ELECTION": "true",
+                "HEADY_LEADER_ELECTION_LEASE": f"e2e-shard-{shard}-{run}",
+                "HEADY_LEADER_ELECTION_LEASE_DURATION_SECONDS": str(LEASE),
+                "HEADY_LEADER_ELECTION_RENEW_DEADLINE_SECONDS": str(RENEW),
+                "HEADY_LEADER_ELECTION_RETRY_PERIOD_SECONDS": str(RETRY),
+                "HEADY_STATUS_SETTLE_SECONDS": "0.2",
+            }
+            ops[shard] = []
+            for replica in ("0", "1"):
+                op = OperatorProcess(cluster, tmp_path, {**env, "HEADY_POD_NAME": f"shard-{shard}-{replica}"})
+                op.start()
+                ops[shard].append(op)
+        leaders: dict[str, OperatorProcess] = {}
+        for shard, pair in ops.items():
+            leaders[shard] = wait_for(lambda pair=pair: leader_of(pair), f"shard {shard} has a leader")
+        for shard, ns in namespaces.items():
+            wait_for(lambda ns=ns: _all_at(cluster, ns, "web", BASE, 2), f"shard {shard}'s pods at baseline")
+            cluster.apply(
+                {
+                    "apiVersion": "heady.io/v1alpha1",
+                    "kind": "AttentionSignal",
+                    "metadata": {"name": "look", "namespace": ns},
+                    "spec": {"services": ["web"], "ttlSeconds": 120},
+                }
+            )
+        for shard, ns in namespaces.items():
+            wait_for(
+                lambda ns=ns: _all_at(cluster, ns, "web", PEAK, 2),
+                f"shard {shard}'s pods at peak",
+                timeout=15,
+            )
+        for shard, leader in leaders.items():
+            other = namespaces["b" if shard == "a" else "a"]
+            text = leader.metrics()
+            assert f'heady_pods_managed{{namespace="{namespaces[shard]}",service="web"}} 2.0' in text
+            assert f'namespace="{other}"' not in text, f"shard {shard} acted in {other}"
+            standby = next(o for o in ops[shard] if o is not leader)
+            assert role(standby) == "standby" and writes(standby) == 0
+    finally:
+        for pair in ops.values():
+            for op in pair:
+                op.stop()
