@@ -223,13 +223,19 @@ class RedisAttentionConsumer:
             self._tail = f"{max(0, since)}-0"
             self._set_available(True)
         block = max(1, min(self.settings.ingest_block_ms, 200))
-        while not self.gate.may_write():
+        batch = max(self.settings.ingest_batch, 1000)
+        # The replay is finished before leading, even if elected meanwhile: what it has not read
+        # yet may already be acknowledged, and the group would never deliver it again.
+        caught_up = False
+        while not caught_up or not self.gate.may_write():
             _raise_if_cancelled()
             self.sink.retract_expired()
             reply: Any = await self.redis.xread(
-                {self.stream: self._tail}, count=self.settings.ingest_batch, block=block
+                {self.stream: self._tail}, count=batch, block=block if caught_up else None
             )
-            for entry_id, fields in [e for _, entries in reply or () for e in _entries(entries)]:
+            entries = [e for _, got in reply or () for e in _entries(got)]
+            caught_up = caught_up or len(entries) < batch
+            for entry_id, fields in entries:
                 self._tail = entry_id
                 with contextlib.suppress(Exception):  # the leader dead-letters what cannot be read
                     event, path = parse_entry(fields)
