@@ -243,3 +243,39 @@ async def test_hooks_run_on_leading_and_on_fencing() -> None:
     clock.advance(10)
     await a.round()
     assert calls == ["leading", "fenced"]
+
+
+class Steady:
+    def stalled(self, limit: float) -> list[str]:
+        return []
+
+
+async def test_health_passes_for_a_standby_and_a_leader_and_fails_for_a_fenced_leader() -> None:
+    from heady_operator.reconcile.health import Watchdog
+
+    clock, store = Clock(), Store()
+    a, b = replica("a", clock, store), replica("b", clock, store)
+    await a.round()
+    await b.round()
+    leader, standby = Watchdog(Steady(), None, 5, a.elector), Watchdog(Steady(), None, 5, b.elector)
+    assert (leader.problems(), leader.role()) == ([], "leader")
+    assert (standby.problems(), standby.role()) == ([], "standby")
+    clock.advance(30)  # a paused past its deadline
+    await a.round()
+    assert leader.role() == "fenced"
+    assert any("fenced leader" in p for p in leader.problems())
+    assert Watchdog(Steady(), None, 5).role() == "leader"  # no election: acting alone
+
+
+def test_writes_are_counted_by_the_resource_they_name() -> None:
+    from heady_operator.kube.client import resource_of
+
+    base = "https://127.0.0.1:6443"
+    assert resource_of(f"{base}/api/v1/namespaces/shop/pods/web-1/resize") == "pods/resize"
+    assert resource_of(f"{base}/apis/coordination.k8s.io/v1/namespaces/heady-system/leases/heady") == "leases"
+    assert (
+        resource_of(f"{base}/apis/heady.io/v1alpha1/namespaces/a/headyservices/x/status")
+        == "headyservices/status"
+    )
+    assert resource_of(f"{base}/api/v1/namespaces/x/events") == "events"
+    assert resource_of(f"{base}/api/v1/nodes/n1?dryRun=All") == "nodes"
