@@ -40,8 +40,11 @@ class Watchdog:
 
     def problems(self) -> list[str]:
         out = self.escalation.stalled(self.limit)
-        if self.elector is not None and self.elector.role is Role.FENCED:
-            out.append(f"fenced leader ({self.elector.fenced_reason}): restart to rejoin as a standby")
+        if self.role() == Role.FENCED.value:
+            reason = self.elector.fenced_reason if self.elector is not None else ""
+            out.append(
+                f"fenced leader ({reason or 'its renew deadline passed'}): restart to rejoin as a standby"
+            )
         last = getattr(self.ingest, "last_progress", None)
         if isinstance(last, float) and time.monotonic() - last > self.limit + 5.0:
             # The consumer blocks up to ingest_block_ms per read: it gets that much more slack.
@@ -58,7 +61,10 @@ class Watchdog:
         """leader, standby or fenced; `leader` when this process acts alone."""
         if self.elector is None:
             return Role.LEADER.value
-        return Role.LEADER.value if self.elector.may_write() else self.elector.role.value
+        if self.elector.may_write():
+            return Role.LEADER.value
+        # Past its deadline the leader is fenced already, before its election loop says so.
+        return Role.FENCED.value if self.elector.role is Role.LEADER else self.elector.role.value
 
 
 async def watch_loop_lag(interval: float = 0.1) -> None:

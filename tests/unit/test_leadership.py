@@ -260,7 +260,8 @@ async def test_health_passes_for_a_standby_and_a_leader_and_fails_for_a_fenced_l
     leader, standby = Watchdog(Steady(), None, 5, a.elector), Watchdog(Steady(), None, 5, b.elector)
     assert (leader.problems(), leader.role()) == ([], "leader")
     assert (standby.problems(), standby.role()) == ([], "standby")
-    clock.advance(30)  # a paused past its deadline
+    clock.advance(30)  # a paused past its deadline: fenced before its election loop runs again
+    assert leader.role() == "fenced"
     await a.round()
     assert leader.role() == "fenced"
     assert any("fenced leader" in p for p in leader.problems())
