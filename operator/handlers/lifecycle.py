@@ -138,13 +138,12 @@ async def _campaign(cfg: Settings, memo: kopf.Memo, elector: Elector) -> Any:
     escalation: Escalation = memo["escalation"]
     arena: ArenaController = memo["arena"]
     reports: client.Kube = memo["clients"][1]
-    previous = {"holder": ""}
 
     async def leading() -> None:
         metrics.LEADER_TRANSITIONS.labels("acquired").inc()
         escalation.take_over()
         arena.kick()
-        before = previous["holder"]
+        before = elector.previous_holder
         await post_event(
             reports,
             _leader_object(cfg),
@@ -162,22 +161,7 @@ async def _campaign(cfg: Settings, memo: kopf.Memo, elector: Elector) -> Any:
     async def fenced() -> None:
         metrics.LEADER_TRANSITIONS.labels("fenced").inc()
 
-    class Remembering:
-        """The store, remembering who held the Lease before us (for the Event)."""
-
-        async def read(self) -> Any:
-            record = await store.read()
-            if record is not None and record.holder and record.holder != elector.identity:
-                previous["holder"] = record.holder
-            return record
-
-        async def create(self, record: Any) -> Any:
-            return await store.create(record)
-
-        async def replace(self, record: Any) -> Any:
-            return await store.replace(record)
-
-    election = Election(elector, Remembering(), utcnow, leading, fenced)
+    election = Election(elector, store, utcnow, leading, fenced)
     memo["election"] = election
     _hand_over_on_signals(memo, election)
     return election.run()

@@ -119,6 +119,7 @@ class Elector:
         self.valid_until = float("-inf")  # the fencing deadline while leading
         self.leader_since: float | None = None
         self.fenced_reason = ""
+        self.previous_holder = ""  # the last other replica seen holding the Lease
 
     # ------------------------------------------------------------------ the gate
 
@@ -135,6 +136,8 @@ class Elector:
         """The Lease as just read (None: there is none)."""
         if record is None or not record.same_as(self.observed):
             self.observed_at = self.monotonic()
+        if record is not None and record.holder and record.holder != self.identity:
+            self.previous_holder = record.holder
         self.observed = record
 
     def decide(self, now: datetime) -> Decision:

@@ -280,3 +280,14 @@ def test_writes_are_counted_by_the_resource_they_name() -> None:
     )
     assert resource_of(f"{base}/api/v1/namespaces/x/events") == "events"
     assert resource_of(f"{base}/api/v1/nodes/n1?dryRun=All") == "nodes"
+
+
+async def test_the_new_leader_knows_whom_it_took_over_from() -> None:
+    clock, store = Clock(), Store()
+    a, b = replica("a", clock, store), replica("b", clock, store)
+    await a.round()
+    await b.round()
+    clock.advance(16)
+    await b.round()
+    assert b.elector.may_write() and b.elector.previous_holder == "a"
+    assert a.elector.previous_holder == ""
