@@ -133,7 +133,8 @@ async def _campaign(cfg: Settings, memo: kopf.Memo, elector: Elector) -> Any:
         lease_kube,
         cfg.operator_namespace,
         cfg.leader_election_lease,
-        timeout=max(0.5, elector.timings.renew_deadline / 2),
+        # A slow renewal that still lands in time counts (fencing goes by when it was sent).
+        timeout=elector.timings.renew_deadline,
     )
     escalation: Escalation = memo["escalation"]
     arena: ArenaController = memo["arena"]

@@ -36,7 +36,9 @@ from tests.harness import Cluster, OperatorProcess, RedisServer, wait_for
 
 pytestmark = [pytest.mark.k8s, pytest.mark.redis]
 
-LEASE, RENEW, RETRY = 4.0, 3.0, 1.0
+# Short, so the tests run fast; long enough that a leader on a loaded 2-core machine is not
+# fenced by a slow renewal (that would be correct, but not what these tests look at).
+LEASE, RENEW, RETRY = 6.0, 4.0, 1.0
 LIVE = ["live-0", "live-1", "live-2"]
 SHORT = ["short-0", "short-1", "short-2"]
 RATE = 20.0
@@ -189,7 +191,16 @@ def start_both(pair: Pair) -> tuple[OperatorProcess, OperatorProcess]:
     assert role(b) == "standby"
     for name in LIVE + SHORT:
         wait_for(lambda n=name: _all_at(pair.cluster, pair.ns, n, BASE, 1), f"{name} at baseline")
+    still_as_started(a, b)
     return a, b
+
+
+def still_as_started(a: OperatorProcess, b: OperatorProcess) -> None:
+    """Right before a test acts on the leader: nothing changed hands by itself meanwhile."""
+    roles = (role(a), role(b))
+    assert roles == ("leader", "standby"), (
+        f"leadership moved before the test acted: {roles} (a starved machine?)"
+    )
 
 
 def settled(pair: Pair) -> bool:
@@ -202,6 +213,7 @@ def test_sigkill_of_the_leader_during_a_storm_the_standby_leads_and_loses_nothin
     a, b = start_both(pair)
     storm = Storm(pair, seconds=8).start()
     time.sleep(3)  # mid-storm
+    still_as_started(a, b)
     killed = time.monotonic()
     a.kill()
     wait_for(lambda: role(b) == "leader", "op-b leads", timeout=LEASE + 10, interval=0.05)
@@ -224,6 +236,7 @@ def test_sigkill_of_the_leader_during_a_storm_the_standby_leads_and_loses_nothin
 
 def test_a_paused_leader_writes_nothing_after_waking_and_fails_its_health(pair: Pair) -> None:
     a, b = start_both(pair)
+    still_as_started(a, b)
     a.proc.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
     stopped = time.monotonic()
     storm = Storm(pair, seconds=LEASE + 3).start()  # attention the paused leader never sees
@@ -253,16 +266,16 @@ def test_a_paused_leader_writes_nothing_after_waking_and_fails_its_health(pair: 
 
 def test_sigterm_hands_over_within_a_retry_period_and_each_entry_is_applied_once(pair: Pair) -> None:
     a, b = start_both(pair)
-    storm = Storm(pair, seconds=6).start()
-    time.sleep(3)
-    acknowledged_before = metric(a, "heady_ingest_acknowledged_total")
-    assert acknowledged_before > 0
+    storm = Storm(pair, seconds=10).start()
+    wait_for(lambda: metric(a, "heady_ingest_acknowledged_total") > 0, "op-a consuming the storm", timeout=20)
+    still_as_started(a, b)
     terminated = time.monotonic()
     a.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
     wait_for(lambda: role(b) == "leader", "op-b leads", timeout=10, interval=0.05)
     took = time.monotonic() - terminated
     print(f"\nSIGTERM hand-over: {took:.2f} s (retry period {RETRY:g} s)")
-    assert took <= RETRY + 1.0, f"hand-over took {took:.1f} s"
+    # One retry period when the machine is quiet (0.2-1 s); a loaded one adds its request latency.
+    assert took <= RETRY + 3, f"hand-over took {took:.1f} s"
     a.proc.wait(20)  # type: ignore[union-attr]
     storm.join()
     wait_for(lambda: pending(pair) == 0, "every entry acknowledged", timeout=10)
@@ -289,13 +302,10 @@ def test_two_shards_each_with_a_standby_touch_only_their_namespaces(
     ops: dict[str, list[OperatorProcess]] = {}
     try:
         for shard in namespaces:
-            env = {
+            env = {  # the default lease settings: no take-over here
                 "HEADY_SHARD_SELECTOR": f"heady.io/shard-{run}={shard}",
                 "HEADY_LEADER_ELECTION": "true",
                 "HEADY_LEADER_ELECTION_LEASE": f"e2e-shard-{shard}-{run}",
-                "HEADY_LEADER_ELECTION_LEASE_DURATION_SECONDS": str(LEASE),
-                "HEADY_LEADER_ELECTION_RENEW_DEADLINE_SECONDS": str(RENEW),
-                "HEADY_LEADER_ELECTION_RETRY_PERIOD_SECONDS": str(RETRY),
                 "HEADY_STATUS_SETTLE_SECONDS": "0.2",
             }
             ops[shard] = []
