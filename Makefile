@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PY := .venv/bin/python
-BENCHMARKS := attention_latency pgvector_search simulate scale realnode_resize rollout_resize
+BENCHMARKS := attention_latency pgvector_search simulate scale shards realnode_resize rollout_resize
 
 .PHONY: help setup tools cluster-up cluster-down run stop lint test test-unit test-e2e bench-quick bench \
 	kind-setup image kind-up kind-down test-kind
@@ -52,7 +52,7 @@ lint: setup ## ruff (lint + format check) and mypy --strict
 
 # The kwok clusters `make test` starts (e2e tests, quick benchmarks): stopped when it exits, pass
 # or fail, unless HEADY_KEEP_CLUSTERS=1 (then it says what it left running and how to stop it).
-TEST_CLUSTERS ?= $${HEADY_E2E_CLUSTER:-heady-e2e} heady-bench heady-scale-quick
+TEST_CLUSTERS ?= $${HEADY_E2E_CLUSTER:-heady-e2e} heady-bench heady-scale-quick heady-shards-quick
 
 # The kind tier's cluster (heady-e2e) is up for the tests and the benchmarks, and deleted after
 # them when this run created it (pass or fail).

@@ -49,6 +49,7 @@ from heady_operator.planning.battle import (
     TemplateQuestionGenerator,
     run_battle,
 )
+from heady_operator.planning.leadership import ALWAYS, Gate
 from heady_operator.planning.risk import PRECEDENT_THRESHOLD, assess_risk
 from heady_operator.planning.workspace import (
     Phase as WorkspacePhase,
@@ -181,8 +182,12 @@ class ArenaController:
         pods_of: Callable[[str, list[str]], dict[str, int]] | None = None,
         memory: Any = None,
         embedder: Any = None,
+        gate: Gate = ALWAYS,
     ) -> None:
         self.settings = settings
+        # Only the leader reconciles (and asks again right before each write); a standby keeps
+        # the sessions' bodies current from the watch, for the moment it leads.
+        self.gate = gate
         self.kube = kube
         self.clock = clock
         self.sessions: dict[Key, SessionEntry] = {}
@@ -268,6 +273,8 @@ class ArenaController:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._next_deadline())
             self._wake.clear()
+            if not self.gate.may_write():
+                continue
             try:
                 await self.reconcile()
             except Exception:  # a bad pass must not stop admission for everyone else
@@ -684,7 +691,7 @@ class ArenaController:
 
     async def _remember(self, key: Key, entry: SessionEntry, risk: float) -> None:
         """The admitted session itself, so later sessions find it as their precedent."""
-        if self.memory is None or self.embedder is None or entry.spec is None:
+        if self.memory is None or self.embedder is None or entry.spec is None or not self.gate.may_write():
             return
         from heady_operator.storage.memory import MemoryRecord
 
@@ -705,7 +712,7 @@ class ArenaController:
     embedder: Any = None
 
     async def _patch(self, key: Key, status: dict[str, Any]) -> None:
-        if self.kube is None:
+        if self.kube is None or not self.gate.may_write():
             return
         try:
             await patch_status(self.kube, "arenasessions", key[0], key[1], status)
@@ -714,5 +721,5 @@ class ArenaController:
                 log.warning("status patch of arena %s/%s failed: %s", key[0], key[1], exc.reason)
 
     async def _event(self, body: Mapping[str, Any], reason: str, message: str, type_: str = "Normal") -> None:
-        if self.kube is not None:
+        if self.kube is not None and self.gate.may_write():
             await post_event(self.kube, body, reason, message, type_)

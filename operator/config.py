@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     # Entries another consumer read but left unacknowledged this long are taken over (XAUTOCLAIM).
     ingest_claim_idle_seconds: float = Field(default=30.0, gt=0.0)
     ingest_reconnect_max_seconds: float = Field(default=30.0, gt=0.0)
+    # A standby (leader election) follows the stream from this far back at start-up: every signal
+    # still live when it takes over must be in its state.
+    ingest_replay_seconds: float = Field(default=3600.0, ge=0.0)
     # Stream entries remembered as applied, so a re-delivery within one process is acknowledged only.
     ingest_dedup_window: int = Field(default=10_000, ge=1)
     # Producers trim the stream to about this many entries (XADD MAXLEN ~).
@@ -146,8 +149,25 @@ class Settings(BaseSettings):
     tunnel_id: str = "heady"
     # The cloudflared Deployment restarted (pod-template annotation) when the rules change; empty: none.
     tunnel_deployment: str = ""
-    # This replica's pod name: a distinct kopf peering priority per replica when a standby runs.
+    # This replica's pod name (downward API): its identity in leader election, its ingest consumer
+    # name, and the pod leadership Events are posted on.
     pod_name: str = ""
+
+    # High availability (docs/high-availability.md): replicas elect a leader on a
+    # coordination.k8s.io/v1 Lease in operator_namespace; only the leader writes, the others keep
+    # their caches warm. Off: this process acts alone (one replica only).
+    leader_election: bool = False
+    # The Lease's name; each shard needs its own (the chart names it after the shard).
+    leader_election_lease: str = "heady-operator"
+    # client-go's settings and defaults: a standby takes an unrenewed Lease after lease_duration;
+    # the leader stops writing when it could not renew for renew_deadline; both retry this often.
+    leader_election_lease_duration_seconds: float = Field(default=15.0, gt=0.0, le=600.0)
+    leader_election_renew_deadline_seconds: float = Field(default=10.0, gt=0.0, le=600.0)
+    leader_election_retry_period_seconds: float = Field(default=2.0, gt=0.0, le=60.0)
+    # A shard: only namespaces with these labels (a label selector, e.g. heady.io/shard=a) are
+    # this operator's. Nodes and the pods on them are still seen cluster-wide, so node capacity
+    # counts every shard's pods. Empty: every namespace (or HEADY_NAMESPACES).
+    shard_selector: str = ""
     forbidden_hostname_suffixes: str = "onrender.com"
 
     # Zero-trust access per hostname (Cloudflare Access; HeadyService.spec.access).

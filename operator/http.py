@@ -38,12 +38,19 @@ INTAKE: web.AppKey[AttentionIntake] = web.AppKey("intake", AttentionIntake)
 
 
 async def healthz(request: web.Request) -> web.Response:
-    problems = request.app[HEALTH].problems()
+    health = request.app[HEALTH]
+    problems = health.problems()
     # The ingest's availability is reported, not judged: AttentionSignal objects work without Redis.
     ingest = request.app[INTAKE].state
+    body: dict[str, object] = {"status": "ok" if not problems else "stalled"}
+    role = getattr(health, "role", None)
+    if role is not None:
+        # leader, standby or fenced (leader election); a standby is healthy, a fenced leader is not.
+        body["role"] = role()
+    body["ingest"] = ingest
     if not problems:
-        return web.json_response({"status": "ok", "ingest": ingest})
-    return web.json_response({"status": "stalled", "ingest": ingest, "problems": problems}, status=503)
+        return web.json_response(body)
+    return web.json_response({**body, "problems": problems}, status=503)
 
 
 async def metrics(_: web.Request) -> web.Response:

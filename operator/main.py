@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import zlib
+import os
+import threading
 
 import kopf
 
@@ -16,9 +17,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--peering",
         metavar="NAME",
-        help="join kopf peering NAME so a standby replica takes over when the active one dies",
+        help="deprecated (kopf peering is replaced): elect a leader on the Lease NAME, as "
+        "HEADY_LEADER_ELECTION=true HEADY_LEADER_ELECTION_LEASE=NAME do",
     )
     args = parser.parse_args(argv)
+    if args.peering:
+        # Read by Settings() here and in the start-up handler alike.
+        os.environ["HEADY_LEADER_ELECTION"] = "true"
+        os.environ["HEADY_LEADER_ELECTION_LEASE"] = args.peering
     cfg = Settings()
     logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # kopf logs every handled watch event at INFO; heady reports what matters itself.
@@ -26,14 +32,13 @@ def main(argv: list[str] | None = None) -> None:
     import heady_operator.handlers  # noqa: F401  (registers the handlers)
 
     namespaces = cfg.namespace_list
-    if args.peering:
-        # kopf pauses every operator sharing the top priority, so replicas must differ.
-        priority = 100 + zlib.crc32(cfg.pod_name.encode()) % 1000
-        kopf.run(
-            peering_name=args.peering, priority=priority, clusterwide=not namespaces, namespaces=namespaces
-        )
-    else:
-        kopf.run(standalone=True, clusterwide=not namespaces, namespaces=namespaces)
+    # Every replica runs kopf standalone: a standby must keep receiving watch events (its caches
+    # stay warm), which kopf peering would pause. Who writes is decided by the Lease
+    # (handlers/lifecycle.py), and SIGTERM first hands that over, then stops kopf through this flag.
+    stop = threading.Event()
+    memo = kopf.Memo()
+    memo["stop_flag"] = stop
+    kopf.run(standalone=True, clusterwide=not namespaces, namespaces=namespaces, memo=memo, stop_flag=stop)
 
 
 if __name__ == "__main__":

@@ -132,7 +132,7 @@ MEMORY_AVAILABLE = Gauge(
 INGEST_EVENTS = Counter(
     "heady_ingest_events_total",
     "Attention events through the ingest, by path (redis, http) and outcome (applied, replayed, "
-    "duplicate, expired, invalid, trimmed, queued, unauthorized, overloaded, unavailable; failed: an "
+    "duplicate, expired, invalid, trimmed, elsewhere (another shard's namespace), queued, unauthorized, overloaded, unavailable; failed: an "
     "unexpected exception isolated to that event or request; lost: a failed stream entry that could "
     "not be dead-lettered either).",
     ["path", "outcome"],
@@ -211,6 +211,30 @@ CAPACITY_PEAK = Gauge(
 LEADER = Gauge(
     "heady_leader",
     "1 while this replica holds the leader lease and is not fenced, else 0.",
+    registry=REGISTRY,
+)
+LEADER_TRANSITIONS = Counter(
+    "heady_leader_transitions_total",
+    "Leadership changes of this replica: acquired, fenced (could not renew in time, or saw the Lease "
+    "taken), released (shutting down).",
+    ["transition"],
+    registry=REGISTRY,
+)
+API_WRITES = Counter(
+    "heady_api_writes_total",
+    "Write requests (POST, PUT, PATCH, DELETE) this process sent to the Kubernetes API, by resource; "
+    "with leader election only the leader sends any besides its Lease.",
+    ["resource"],
+    registry=REGISTRY,
+)
+API_LAST_WRITE = Gauge(
+    "heady_api_last_write_timestamp_seconds",
+    "Unix time of the last write request to the Kubernetes API other than the leader Lease.",
+    registry=REGISTRY,
+)
+INGEST_ACKNOWLEDGED = Counter(
+    "heady_ingest_acknowledged_total",
+    "Attention stream entries this process handled and acknowledged in the consumer group.",
     registry=REGISTRY,
 )
 SERVICE_UP = Gauge(

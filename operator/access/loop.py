@@ -26,6 +26,7 @@ from heady_operator.kube.conditions import Conditions, merge_condition
 from heady_operator.kube.configmaps import upsert_config_map
 from heady_operator.kube.events import post_event
 from heady_operator.kube.status import patch_status
+from heady_operator.planning.leadership import ALWAYS, Gate
 from heady_operator.models.common import GROUP, VERSION, set_condition, utcnow
 from heady_operator.planning.access import (
     AccessPlan,
@@ -54,8 +55,11 @@ class AccessLoop:
         *,
         session: aiohttp.ClientSession | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        gate: Gate = ALWAYS,
     ) -> None:
         self.settings = settings
+        # Only the leader renders, syncs and reports (asked right before each write).
+        self.gate = gate
         self.kube = kube
         self.state = state
         self.monotonic = monotonic
@@ -116,10 +120,10 @@ class AccessLoop:
         return self._caught_up
 
     async def tick(self) -> None:
-        if not await self.caught_up():
+        if not self.gate.may_write() or not await self.caught_up():
             return
         plan = self.plan()
-        if plan.digest != self._configmap_digest:
+        if plan.digest != self._configmap_digest and self.gate.may_write():
             await upsert_config_map(
                 self.kube,
                 self.settings.operator_namespace,
@@ -129,7 +133,11 @@ class AccessLoop:
             )
             self._configmap_digest = plan.digest
         now = self.monotonic()
-        if self.credentials and (plan.digest != self._synced_digest or now >= self._next_sync):
+        if (
+            self.credentials
+            and (plan.digest != self._synced_digest or now >= self._next_sync)
+            and self.gate.may_write()
+        ):
             await self._sync(plan)
         wanted = {a.key for a in plan.apps}
         # Audiences of services that no longer have (or own) an application are dropped at once.
@@ -174,6 +182,8 @@ class AccessLoop:
 
     async def _report(self, reports: dict[ServiceKey, AccessReport]) -> None:
         for key, entry in list(self.state.services.items()):
+            if not self.gate.may_write():
+                return
             report = reports.get(key)
             current = next(
                 (c for c in entry.status.get("conditions") or [] if c.get("type") == CONDITION), None
@@ -264,9 +274,9 @@ class AccessLoop:
             ]
 
 
-async def run_access(settings: Settings, kube: Kube, state: ClusterState) -> None:
+async def run_access(settings: Settings, kube: Kube, state: ClusterState, gate: Gate = ALWAYS) -> None:
     """Forever (cancel the task to stop); one tick's failure is logged and the next tick retries."""
-    loop = AccessLoop(settings, kube, state)
+    loop = AccessLoop(settings, kube, state, gate=gate)
     if not loop.credentials:
         log.info("Cloudflare Access: no API token/account id; applications are rendered only")
     try:

@@ -48,6 +48,7 @@ from heady_operator.planning.chaos import (
     Phase,
     Verdict,
 )
+from heady_operator.planning.leadership import ALWAYS, Gate
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,21 @@ INLINE = "chaos_inline"
 
 def _deps(memo: kopf.Memo) -> tuple[Settings, Kube, kchaos.InlineExecutor | None]:
     return memo["settings"], memo["kube"], memo.get(INLINE)
+
+
+class NotLeading(Exception):
+    """This replica may not write (leader election): the chaos tick stops where it is."""
+
+
+def _gate(memo: kopf.Memo) -> Gate:
+    gate: Gate = memo.get("gate", ALWAYS)
+    return gate
+
+
+def _writing(gate: Gate) -> None:
+    """Right before a chaos write: only the leader injects, restores, or reports."""
+    if not gate.may_write():
+        raise NotLeading
 
 
 def _has_chaos(body: Mapping[str, Any]) -> bool:
@@ -68,6 +84,9 @@ def _owned(body: kopf.Body, memo: kopf.Memo, **_: Any) -> bool:
     """Only the operator whose chaos_instance matches the session's label runs its chaos."""
     settings: Settings | None = memo.get("settings")
     mine = settings.chaos_instance if settings is not None else ""
+    state = memo.get("state")
+    if state is not None and body.get("metadata", {}).get("namespace") not in state.scope:
+        return False  # another shard's session
     return bool((body.get("metadata", {}).get("labels") or {}).get(plan_chaos.INSTANCE_LABEL, "") == mine)
 
 
@@ -103,7 +122,9 @@ def _ts(value: Any) -> datetime | None:
 async def chaos_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     if SWEEPER not in memo:
         # First, and on its own client: the sweep must run even while the rest of start-up fails.
-        memo[SWEEPER] = asyncio.create_task(_sweep_expired_forever(Settings()), name="chaos-expiry-sweep")
+        memo[SWEEPER] = asyncio.create_task(
+            _sweep_expired_forever(Settings(), memo), name="chaos-expiry-sweep"
+        )
     if "kube" not in memo:
         raise kopf.TemporaryError("waiting for the operator's clients", delay=1)
     cfg: Settings = memo["settings"]
@@ -114,9 +135,22 @@ async def chaos_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: A
         settings.persistence.finalizer = f"heady.io/chaos-{cfg.chaos_instance}"[:63]
     if cfg.chaos_executor == "inline":
         memo[INLINE] = kchaos.InlineExecutor()
-    # Faults whose session went away while no operator was running (its finalizer could not run).
+    gate = _gate(memo)
+
+    async def orphans() -> None:
+        await _restore_orphans(kube, gate)
+
+    # Again at every take-over: the old leader may have died between a session's deletion and
+    # its restore.
+    memo.setdefault("on_leading", []).append(orphans)
+    if gate.may_write():
+        await orphans()
+
+
+async def _restore_orphans(kube: Kube, gate: Gate) -> None:
+    """Faults whose session went away while no operator was running (its finalizer could not run)."""
     for namespace, session in sorted(await kchaos.sessions_with_faults(kube)):
-        if not await kchaos.session_exists(kube, namespace, session):
+        if not await kchaos.session_exists(kube, namespace, session) and gate.may_write():
             restored = await kchaos.restore(kube, namespace, session)
             CHAOS_RESTORES.labels("Orphaned").inc()
             log.warning(
@@ -127,18 +161,24 @@ async def chaos_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: A
 SWEEPER = "chaos_sweeper"
 
 
-async def _sweep_expired_forever(cfg: Settings) -> None:
+async def _sweep_expired_forever(cfg: Settings, memo: kopf.Memo) -> None:
     """Restore every chaos fault that outlived its window, whatever else is (not) running.
 
     The daemons restore faults on schedule; this is the dead man's switch behind them. It starts
     before the rest of the operator and never waits for it, so a start-up that keeps failing (or
     a daemon that is stuck) cannot leave a network partition or a cordon in place past its
-    heady.io/expires-at plus the recover grace.
+    heady.io/expires-at plus the recover grace. With leader election only the leader sweeps
+    (before the election is set up, nobody does: the standby's Lease wait is far shorter than
+    any grace).
     """
     interval = max(1.0, min(30.0, cfg.chaos_recover_grace_seconds / 2))
     kube: Kube | None = None
     try:
         while True:
+            gate: Gate | None = memo.get("gate")
+            if cfg.leader_election and (gate is None or not gate.may_write()):
+                await asyncio.sleep(interval)
+                continue
             try:
                 if kube is None:
                     kube = await kclient.connect(pool_size=2)
@@ -171,12 +211,15 @@ async def chaos_cleanup(memo: kopf.Memo, **_: Any) -> None:
 @kopf.daemon(GROUP, VERSION, PLURAL, when=_owned_with_chaos, cancellation_backoff=5, cancellation_timeout=10)
 async def chaos_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     settings, kube, inline = _deps(memo)
+    gate = _gate(memo)
     name, namespace = str(body.metadata.name), str(body.metadata.namespace)
     while not stopped:
         # kopf keeps `body` current; it only decides whether there is anything to do.
-        if _has_chaos(body):
+        if _has_chaos(body) and gate.may_write():
             try:
-                await reconcile(settings, kube, inline, namespace, name)
+                await reconcile(settings, kube, inline, namespace, name, gate)
+            except NotLeading:
+                pass  # lost the lead mid-tick: the next leader reads the session afresh
             except ApiException as exc:
                 if exc.status != 409:
                     log.warning("chaos of %s/%s: API error %s %s", namespace, name, exc.status, exc.reason)
@@ -193,6 +236,9 @@ async def chaos_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.
 async def chaos_finalizer(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Before the session goes: no Job of it may still run, and none of its faults may remain."""
     settings, kube, inline = _deps(memo)
+    if not _gate(memo).may_write():
+        # The leader restores and removes the finalizer; a standby removing it would skip the restore.
+        raise kopf.TemporaryError("not the leader: the leader restores this session's faults", delay=2)
     name, namespace, uid = str(body.metadata.name), str(body.metadata.namespace), str(body.metadata.uid)
     pending = await kchaos.delete_jobs(kube, settings.operator_namespace, uid, finished_too=True)
     if inline is not None:
@@ -210,7 +256,12 @@ async def chaos_finalizer(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 
 async def reconcile(
-    settings: Settings, kube: Kube, inline: kchaos.InlineExecutor | None, namespace: str, name: str
+    settings: Settings,
+    kube: Kube,
+    inline: kchaos.InlineExecutor | None,
+    namespace: str,
+    name: str,
+    gate: Gate = ALWAYS,
 ) -> None:
     body = await kchaos.get_session(kube, namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
@@ -276,6 +327,7 @@ async def reconcile(
         for action in actions:
             if _round and action.record is None:
                 continue  # record-less actions (stray restores) were done in the first round
+            _writing(gate)
             record = await apply(settings, kube, inline, body, obs, action)
             if record is not None:
                 updated[action.experiment] = record
@@ -293,6 +345,7 @@ async def reconcile(
         and all(r.phase in (Phase.VERDICT, Phase.INVALID) for r in latest.values())
     ):
         # About to settle: with no finalizer left to do it at deletion, its Jobs go now.
+        _writing(gate)
         await kchaos.delete_jobs(kube, settings.operator_namespace, uid, finished_too=True)
 
     chaos_patch: dict[str, Any] = {}
@@ -301,8 +354,9 @@ async def reconcile(
     if record_start and started_at is not None:
         chaos_patch["runningSince"] = plan_chaos.iso(started_at)
     if chaos_patch:
+        _writing(gate)
         body = await kchaos.patch_session_status(kube, namespace, name, {"chaos": chaos_patch})
-    await _write_conditions(settings, kube, body, obs, {**records, **updated})
+    await _write_conditions(settings, kube, body, obs, {**records, **updated}, gate)
 
 
 async def _write_conditions(
@@ -311,6 +365,7 @@ async def _write_conditions(
     body: dict[str, Any],
     obs: Observation,
     records: Mapping[str, ExperimentRecord],
+    gate: Gate = ALWAYS,
 ) -> None:
     meta = body["metadata"]
     before: list[dict[str, Any]] = list((body.get("status") or {}).get("conditions") or [])
@@ -321,6 +376,7 @@ async def _write_conditions(
         )
     if after == before:
         return
+    _writing(gate)
     old = _condition(before, plan_chaos.CONDITION_ALLOWED) or {}
     new = _condition(after, plan_chaos.CONDITION_ALLOWED) or {}
     if new.get("reason") != old.get("reason") and new.get("status") == "False":

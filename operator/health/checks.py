@@ -30,6 +30,7 @@ from heady_operator.kube.conditions import Conditions, merge_condition
 from heady_operator.kube.events import post_event
 from heady_operator.models.common import set_condition, utcnow
 from heady_operator.models.headyservice import HealthCheck
+from heady_operator.planning.leadership import ALWAYS, Gate
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
@@ -90,7 +91,9 @@ class HealthChecks:
         monotonic: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = utcnow,
         max_concurrent: int = MAX_CONCURRENT_PROBES,
+        gate: Gate = ALWAYS,
     ) -> None:
+        self.gate = gate
         self.kube = kube
         self.list_services = list_services
         self.address = address
@@ -207,6 +210,8 @@ class HealthChecks:
                     self.transitions.append((key, transition))
                 entry.written = health
                 return
+            if not self.gate.may_write():
+                return  # no longer the leader: the next one probes and writes for itself
             now = self.now()
 
             def change(conditions: Conditions, generation: int | None) -> Conditions:
@@ -246,6 +251,7 @@ async def run_health_checks(
     list_services: Callable[[], Iterable[Mapping[str, Any]]],
     *,
     address: Address = service_address,
+    gate: Gate = ALWAYS,
 ) -> None:
     """Probe every HeadyService with spec.healthCheck, forever (cancel the task to stop).
 
@@ -254,10 +260,11 @@ async def run_health_checks(
     second, so it must be cheap and must not do I/O.
     """
     del settings  # every knob is per service (spec.healthCheck); kept for a uniform signature
-    checks = HealthChecks(kube, list_services, address=address)
+    checks = HealthChecks(kube, list_services, address=address, gate=gate)
     try:
         while True:
-            delay = checks.tick()
+            # Only the leader probes (and writes Healthy); a standby starts when it is elected.
+            delay = checks.tick() if gate.may_write() else 0.5
             await asyncio.sleep(min(max(delay, 0.05), MAX_TICK_SECONDS))
     finally:
         await checks.close()

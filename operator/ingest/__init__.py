@@ -29,6 +29,7 @@ from heady_operator.ingest.events import AttentionEvent, InvalidEvent, parse_ent
 from heady_operator.ingest.intake import Accepted, AttentionIntake, Refused
 from heady_operator.ingest.sink import AttentionSink
 from heady_operator.ingest.stream import RedisAttentionConsumer, StreamPublisher, close, connect
+from heady_operator.planning.leadership import ALWAYS, Gate
 from heady_operator.state.cluster import ClusterState
 
 
@@ -46,13 +47,13 @@ class Ingest:
             await close(self.client)
 
 
-def build(settings: Settings, state: ClusterState) -> Ingest:
+def build(settings: Settings, state: ClusterState, gate: Gate = ALWAYS) -> Ingest:
     """Redis when `redis_url` is set (the consumer must then be run); HTTP direct otherwise."""
     sink = AttentionSink(state)
     if not settings.redis_url:
-        return Ingest(sink, AttentionIntake(settings, sink))
+        return Ingest(sink, AttentionIntake(settings, sink, gate=gate))
     client = connect(settings)
-    consumer = RedisAttentionConsumer(settings, sink, client)
+    consumer = RedisAttentionConsumer(settings, sink, client, gate=gate)
     intake = AttentionIntake(settings, sink, StreamPublisher(settings, client), consumer)
     return Ingest(sink, intake, consumer, client)
 

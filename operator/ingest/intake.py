@@ -18,6 +18,7 @@ from heady_operator.config import Settings
 from heady_operator.ingest.events import InvalidEvent, parse_payload
 from heady_operator.ingest.sink import AttentionSink
 from heady_operator.ingest.stream import OUTAGE_ERRORS, Overloaded, RedisAttentionConsumer, StreamPublisher
+from heady_operator.planning.leadership import ALWAYS, Gate
 
 
 class Refused(Exception):
@@ -42,6 +43,9 @@ class AttentionIntake:
     sink: AttentionSink
     publisher: StreamPublisher | None = None
     consumer: RedisAttentionConsumer | None = None
+    # Without Redis, an event lives only in the memory of the replica that took it: a standby
+    # must not take one (the leader would never see it).
+    gate: Gate = ALWAYS
     inflight: int = field(default=0, init=False)
 
     @property
@@ -75,6 +79,14 @@ class AttentionIntake:
         except InvalidEvent as exc:
             raise self._refuse(400, str(exc), "invalid") from None
         if self.publisher is None:
+            if not self.gate.may_write():
+                raise self._refuse(
+                    503,
+                    "this replica is not the leader and events are not durable without Redis; retry "
+                    "(configure HEADY_REDIS_URL so every replica can take them)",
+                    "unavailable",
+                    1,
+                )
             self.sink.retract_expired()  # without a consumer loop, nothing else does it while idle
             if self.sink.live + len(events) > self.settings.ingest_max_live_signals:
                 raise self._refuse(

@@ -39,5 +39,11 @@ class AttentionSink:
         metrics.INGEST_EVENTS.labels(path, outcome).inc()
         return outcome
 
+    def follow(self, event: AttentionEvent, name: str, created: datetime, path: Path) -> str:
+        """A standby's copy of a stream entry: into the state, uncounted (the leader counts it)."""
+        created = min(created, self.state.clock())
+        namespace = event.namespace or self.settings.ingest_default_namespace
+        return self.state.add_ingested(event, namespace, name, created, path)
+
     def retract_expired(self, now: datetime | None = None) -> int:
         return self.state.expire(now or self.state.clock())

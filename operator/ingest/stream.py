@@ -15,6 +15,13 @@ the entries behind it. The same holds for an entry whose application raised anyt
 (outcome `failed`), and for one that cannot even be dead-lettered (outcome `lost`, logged with
 its fields): only an outage of Redis itself leaves entries pending, to be read again.
 
+With leader election (docs/high-availability.md) only the leader reads through the group. A
+standby follows the stream with plain XREAD (which leaves the group untouched) and feeds the same
+state, so the live signals are there when it takes over; the group's entries it then reads are
+replays of what it already holds, keyed by the same names. At take-over it claims every entry the
+old leader left unacknowledged at once (the old leader is fenced by then: it acknowledges
+nothing more), so each entry is applied and acknowledged by exactly one leader.
+
 When Redis is unreachable the consumer sets heady_ingest_available to 0, says so once, and
 reconnects with exponential backoff (capped at `ingest_reconnect_max_seconds`). Nothing else
 in the operator waits on it: AttentionSignal objects keep working.
@@ -51,6 +58,7 @@ from heady_operator.ingest.events import (
     stream_time,
 )
 from heady_operator.ingest.sink import AttentionSink
+from heady_operator.planning.leadership import ALWAYS, Gate
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +136,7 @@ class RedisAttentionConsumer:
         client: aredis.Redis,
         name: str | None = None,
         sleep: Sleep = asyncio.sleep,
+        gate: Gate = ALWAYS,
     ) -> None:
         self.settings = settings
         self.sink = sink
@@ -140,6 +149,12 @@ class RedisAttentionConsumer:
         self._sleep = sleep
         self._handled = RecentIds(settings.ingest_dedup_window)
         self._maintained = 0.0
+        self.gate = gate
+        # Electing replicas follow the stream while standing by; a lone one reads the group only.
+        self.follows = gate is not ALWAYS
+        self._tail: str | None = None  # the last entry this standby followed
+        self._took_over = False
+        self.acknowledged = 0  # entries this process applied (or dead-lettered) and acknowledged
 
     # ------------------------------------------------------------------ the loop
 
@@ -147,13 +162,18 @@ class RedisAttentionConsumer:
         delay = 0.1
         while True:
             try:
+                if self.follows and not self.gate.may_write():
+                    await self._follow()
+                    continue
                 await self._start()
                 self._set_available(True)
                 delay = 0.1
-                while True:
+                while self.gate.may_write():
                     _raise_if_cancelled()
                     await self._maintain()
                     await self._read_new()
+                log.info("attention ingest: not the leader; following %s instead", self.stream)
+                continue
             except asyncio.CancelledError:
                 raise
             except OUTAGE_ERRORS as exc:
@@ -188,8 +208,38 @@ class RedisAttentionConsumer:
             if "BUSYGROUP" not in str(exc):
                 raise
         await self._drain_own_pending()
+        if self.follows and not self._took_over:
+            # Elected: whoever read these before us is fenced and acknowledges nothing more.
+            self._took_over = True
+            await self._claim_abandoned(idle_ms=0)
         await self._claim_abandoned()
         self._maintained = time.monotonic()
+
+    async def _follow(self) -> None:
+        """Standing by: apply every entry to the state (no group, no acknowledgement) until elected."""
+        if self._tail is None:
+            # Far enough back for any signal still live (TTLs longer than this belong in objects).
+            since = int(time.time() * 1000) - int(self.settings.ingest_replay_seconds * 1000)
+            self._tail = f"{max(0, since)}-0"
+            self._set_available(True)
+        block = max(1, min(self.settings.ingest_block_ms, 200))
+        batch = max(self.settings.ingest_batch, 1000)
+        # The replay is finished before leading, even if elected meanwhile: what it has not read
+        # yet may already be acknowledged, and the group would never deliver it again.
+        caught_up = False
+        while not caught_up or not self.gate.may_write():
+            _raise_if_cancelled()
+            self.sink.retract_expired()
+            reply: Any = await self.redis.xread(
+                {self.stream: self._tail}, count=batch, block=block if caught_up else None
+            )
+            entries = [e for _, got in reply or () for e in _entries(got)]
+            caught_up = caught_up or len(entries) < batch
+            for entry_id, fields in entries:
+                self._tail = entry_id
+                with contextlib.suppress(Exception):  # the leader dead-letters what cannot be read
+                    event, path = parse_entry(fields)
+                    self.sink.follow(event, f"redis-{entry_id}", stream_time(entry_id), path)
 
     async def _drain_own_pending(self) -> None:
         """Entries this consumer name read before a crash or reconnect, and never acknowledged."""
@@ -201,8 +251,9 @@ class RedisAttentionConsumer:
             await self.handle(entries)
             start = entries[-1][0]
 
-    async def _claim_abandoned(self) -> None:
-        idle_ms = int(self.settings.ingest_claim_idle_seconds * 1000)
+    async def _claim_abandoned(self, idle_ms: int | None = None) -> None:
+        if idle_ms is None:
+            idle_ms = int(self.settings.ingest_claim_idle_seconds * 1000)
         start = "0-0"
         while True:
             reply = await self.redis.xautoclaim(
@@ -248,6 +299,8 @@ class RedisAttentionConsumer:
         Every entry is isolated: whatever one raises, short of Redis going away, ends with that
         entry counted, dead-lettered (or logged as lost) and acknowledged with the others.
         """
+        if not self.gate.may_write():
+            return  # fenced: they stay pending for the next leader, who claims them
         done: list[str] = []
         for entry_id, fields in entries:
             done.append(entry_id)
@@ -267,8 +320,10 @@ class RedisAttentionConsumer:
                 )
                 metrics.INGEST_EVENTS.labels("redis", "lost").inc()
                 self._handled.add(entry_id)
-        if done:
+        if done and self.gate.may_write():
             await self.redis.xack(self.stream, self.group, *done)
+            self.acknowledged += len(done)
+            metrics.INGEST_ACKNOWLEDGED.inc(len(done))
 
     async def _handle_one(self, entry_id: str, fields: dict[str, str]) -> None:
         if entry_id in self._handled:

@@ -10,6 +10,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from heady_operator.config import Settings
 from heady_operator.kube.client import Kube
 from heady_operator.kube.configmaps import upsert_config_map
+from heady_operator.planning.leadership import ALWAYS, Gate
 from heady_operator.planning.prediction import TransitionModel
 
 log = logging.getLogger(__name__)
@@ -34,11 +35,13 @@ async def save_model(kube: Kube, cfg: Settings, model: TransitionModel) -> None:
     await upsert_config_map(kube, cfg.operator_namespace, cfg.prediction_configmap, {KEY: model.to_json()})
 
 
-async def save_model_forever(kube: Kube, cfg: Settings, model: TransitionModel, every: float = 5.0) -> None:
+async def save_model_forever(
+    kube: Kube, cfg: Settings, model: TransitionModel, every: float = 5.0, gate: Gate = ALWAYS
+) -> None:
     while True:
         await asyncio.sleep(every)
-        if not model.dirty:
-            continue
+        if not model.dirty or not gate.may_write():
+            continue  # a standby learns too (it follows the same attention), the leader saves
         model.dirty = False
         try:
             await save_model(kube, cfg, model)

@@ -152,6 +152,12 @@ class VerticalPodAutoscaler(msgspec.Struct):
     status: VpaStatus = msgspec.field(default_factory=VpaStatus)
 
 
+class Namespace(msgspec.Struct):
+    """Only its labels matter (a shard's namespace selector)."""
+
+    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
+
+
 class CustomObject(msgspec.Struct):
     """A heady custom resource: spec and status stay plain data for the pydantic models."""
 

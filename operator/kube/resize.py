@@ -13,6 +13,8 @@ from heady_operator.kube.objects import Pod
 
 _pod_decoder = msgspec.json.Decoder(Pod)
 FIELD_MANAGER = "heady-operator"
+# The reason of a resize not sent because this replica may not write (leader election).
+NOT_LEADER = "NotLeader"
 
 
 class ResizeFailed(Exception):

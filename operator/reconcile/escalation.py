@@ -20,8 +20,9 @@ from heady_operator import metrics
 from heady_operator.config import Settings
 from heady_operator.kube import convert
 from heady_operator.kube.objects import Pod as PodObject
-from heady_operator.kube.resize import ResizeFailed
+from heady_operator.kube.resize import NOT_LEADER, ResizeFailed
 from heady_operator.planning.incremental import Delta, IncrementalPlanner, check
+from heady_operator.planning.leadership import ALWAYS, Gate
 from heady_operator.planning.levels import Level, PodKey, Policy, ServiceKey
 from heady_operator.reconcile.queue import Lane, Outcome, ResizeQueue, Target, lane_of
 from heady_operator.reconcile.reporter import ReportApi, Reporter
@@ -53,8 +54,10 @@ class Escalation:
         api: EscalationApi,
         clock: Callable[[], datetime],
         monotonic: Callable[[], float] = time.monotonic,
+        gate: Gate = ALWAYS,
     ) -> None:
         self.settings = settings
+        self.gate = gate
         self.state = state
         self.planner: IncrementalPlanner = state.planner
         self.api = api
@@ -68,8 +71,9 @@ class Escalation:
             retry_base_seconds=settings.resize_retry_base_seconds,
             retry_max_seconds=settings.resize_retry_max_seconds,
             monotonic=monotonic,
+            gate=gate,
         )
-        self.reporter = Reporter(settings, state, self.planner, self.queue, api, clock, monotonic)
+        self.reporter = Reporter(settings, state, self.planner, self.queue, api, clock, monotonic, gate)
         self.unsettled: set[PodKey] = set()  # pods whose decision needs a resize
         self.held_off: dict[PodKey, tuple[float, int, str]] = {}  # pod -> (until, conflicts, actor)
         self.synced = False
@@ -82,6 +86,24 @@ class Escalation:
 
     def kick(self) -> None:
         self._wake.set()
+
+    def take_over(self) -> None:
+        """Just elected: everything the old leader may have left half-done is looked at again.
+
+        The plan is already current (a standby plans all along, from the same watches); what is
+        re-derived here is what the old leader may not have finished: every pod that is not at its
+        level goes back to the queue, and every status, signal and the tunnel are compared with
+        the cluster's (the reporter writes only what differs).
+        """
+        state = self.state
+        state.dirty_services.update(state.services)
+        state.dirty_signals.update(k for k, e in state.signals.items() if e.ref is not None)
+        state.topology_changed = True
+        self.unsettled.update(k for k, d in self.planner.pod_decisions.items() if d.needs_resize)
+        self._sweep(self.monotonic())
+        self.queue.kick()
+        self.reporter.kick()
+        self.kick()
 
     def mark_synced(self) -> None:
         """Plans wait for the first listing of everything: a restart never relaxes what it has not seen."""
@@ -205,6 +227,8 @@ class Escalation:
     # ------------------------------------------------------------------ one resize
 
     async def _act(self, key: PodKey, target: Target, lane: Lane) -> Outcome:
+        if not self.gate.may_write():
+            return Outcome.RETRY
         body = convert.resize_patch(target)
         owner = self.planner.pods[key].service if key in self.planner.pods else UNOWNED
         started = self.state.pending_latency.get(owner) if lane is Lane.ESCALATION else None
@@ -220,6 +244,8 @@ class Escalation:
                 self.state.written.pop(key, None)
             else:
                 self.state.written[key] = written
+            if exc.reason == NOT_LEADER:
+                return Outcome.RETRY  # not sent: the next leader resizes it
             metrics.RESIZE_FAILURES.labels(exc.reason).inc()
             log.warning("resize of pod %s/%s failed (%s): %s", key[0], key[1], exc.reason, exc.message)
             if exc.reason == "Infeasible":

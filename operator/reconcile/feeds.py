@@ -10,7 +10,15 @@ from typing import Any
 from heady_operator.kube import vpa
 from heady_operator.kube.client import Kube
 from heady_operator.kube.informer import Informer
-from heady_operator.kube.objects import CustomObject, Node, Pod, ReplicaSet, VerticalPodAutoscaler, Workload
+from heady_operator.kube.objects import (
+    CustomObject,
+    Namespace,
+    Node,
+    Pod,
+    ReplicaSet,
+    VerticalPodAutoscaler,
+    Workload,
+)
 from heady_operator.models.common import GROUP, VERSION
 from heady_operator.state.cluster import ClusterState
 
@@ -25,6 +33,10 @@ def informers(kube: Kube, state: ClusterState, namespaces: list[str]) -> list[In
     """ReplicaSets and workloads before pods, so a pod's owner is known when it arrives."""
     api = kube.api
     out: list[Informer[Any]] = [Informer(api, "/api/v1/nodes", Node, state.on_node)]
+    if state.scope.sharded:
+        # First: which namespaces are this shard's. Every namespace is watched (they are few) and
+        # the selector applied here, so a label change moves a namespace in or out at once.
+        out.insert(0, Informer(api, "/api/v1/namespaces", Namespace, state.on_namespace))
     scopes: list[str | None] = list(namespaces) if namespaces else [None]
     apps = "/apis/apps/v1"
 

@@ -8,6 +8,7 @@ import time
 from typing import Protocol
 
 from heady_operator import metrics
+from heady_operator.planning.leadership import Elector, Role
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +23,16 @@ class Ingesting(Protocol):
 
 
 class Watchdog:
-    """Fails health when a loop (planner, reporter, resize queue, ingest) stopped moving, and says why."""
+    """Fails health when a loop (planner, reporter, resize queue, ingest) stopped moving, and says why.
 
-    def __init__(self, escalation: Progressing, ingest: object | None, limit: float) -> None:
+    With leader election a standby is healthy (its loops move; it only does not write), and a
+    fenced leader is not: it will never write again, and a restart makes it a fresh standby.
+    """
+
+    def __init__(
+        self, escalation: Progressing, ingest: object | None, limit: float, elector: Elector | None = None
+    ) -> None:
+        self.elector = elector
         self.escalation = escalation
         self.ingest = ingest
         self.limit = limit
@@ -32,6 +40,11 @@ class Watchdog:
 
     def problems(self) -> list[str]:
         out = self.escalation.stalled(self.limit)
+        if self.role() == Role.FENCED.value:
+            reason = self.elector.fenced_reason if self.elector is not None else ""
+            out.append(
+                f"fenced leader ({reason or 'its renew deadline passed'}): restart to rejoin as a standby"
+            )
         last = getattr(self.ingest, "last_progress", None)
         if isinstance(last, float) and time.monotonic() - last > self.limit + 5.0:
             # The consumer blocks up to ingest_block_ms per read: it gets that much more slack.
@@ -43,6 +56,15 @@ class Watchdog:
                 log.info("healthy again")
             self._reported = out
         return out
+
+    def role(self) -> str:
+        """leader, standby or fenced; `leader` when this process acts alone."""
+        if self.elector is None:
+            return Role.LEADER.value
+        if self.elector.may_write():
+            return Role.LEADER.value
+        # Past its deadline the leader is fenced already, before its election loop says so.
+        return Role.FENCED.value if self.elector.role is Role.LEADER else self.elector.role.value
 
 
 async def watch_loop_lag(interval: float = 0.1) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from enum import IntEnum
 
 from heady_operator import metrics
+from heady_operator.planning.leadership import ALWAYS, Gate
 from heady_operator.planning.levels import ContainerResources, Level, PodKey
 from heady_operator.reconcile.timing import wake_or_timeout
 
@@ -79,8 +80,11 @@ class ResizeQueue:
         retry_base_seconds: float = 0.5,
         retry_max_seconds: float = 30.0,
         monotonic: Callable[[], float] = time.monotonic,
+        gate: Gate = ALWAYS,
     ) -> None:
         self.act = act
+        # A standby keeps the queue (one latest target per pod) and sends nothing until it leads.
+        self.gate = gate
         self.concurrency = concurrency
         # Relaxing and settling never take the last slots: an escalation always finds one free.
         self.reserved = min(max(0, reserved_for_escalations), concurrency - 1)
@@ -132,6 +136,9 @@ class ResizeQueue:
         self._pop(key)
         self.attempts.pop(key, None)
         self.given_up.pop(key, None)
+
+    def kick(self) -> None:
+        self._wake.set()
 
     def depth(self, lane: Lane) -> int:
         return self._count[lane]
@@ -187,6 +194,10 @@ class ResizeQueue:
                 await slots.acquire()
                 while True:
                     self.last_progress = self.monotonic()
+                    if not self.gate.may_write():
+                        self._wake.clear()
+                        await wake_or_timeout(self._wake, 0.5)
+                        continue
                     job = self._take()
                     if not isinstance(job, float):
                         break

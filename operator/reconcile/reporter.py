@@ -24,6 +24,7 @@ from heady_operator import metrics
 from heady_operator.config import Settings
 from heady_operator.models.common import PRIORITY_VALUES
 from heady_operator.planning.incremental import IncrementalPlanner
+from heady_operator.planning.leadership import ALWAYS, Gate
 from heady_operator.planning.levels import PodKey, ServiceDecision, ServiceKey
 from heady_operator.planning.status import ServiceFacts, expired_long_ago, service_status, signal_status
 from heady_operator.planning.tunnel import EdgeAccess, Route, TunnelConfig, tunnel_config
@@ -56,8 +57,10 @@ class Reporter:
         api: ReportApi,
         clock: Callable[[], datetime],
         monotonic: Callable[[], float] = time.monotonic,
+        gate: Gate = ALWAYS,
     ) -> None:
         self.settings = settings
+        self.gate = gate
         self.state = state
         self.planner = planner
         self.queue = queue
@@ -86,6 +89,8 @@ class Reporter:
             await wake_or_timeout(self._wake, self.settings.report_interval_seconds)
             self._wake.clear()
             await asyncio.sleep(self.settings.report_interval_seconds)  # let a burst settle first
+            if not self.gate.may_write():
+                continue  # a standby keeps what is dirty, for the moment it leads
             try:
                 await self.flush()
             except Exception:  # reporting must never take the planner down with it

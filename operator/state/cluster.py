@@ -66,6 +66,7 @@ from heady_operator.planning.vpa import (
     targets,
 )
 from heady_operator.planning.world import DEFAULT_BASELINE_RATIO, explicit_peaks, service_model
+from heady_operator.state.scope import Scope, parse_selector
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +183,11 @@ class ClusterState:
         # status.access on start), for the tunnel's token checks.
         self.access_audiences: dict[ServiceKey, str] = {}
         self.ingested_live = 0
+        # A shard acts only in its namespaces; the last body of every HeadyService and
+        # AttentionSignal object is kept, so a namespace that joins the shard is replayed.
+        self.scope = Scope(parse_selector(settings.shard_selector) if settings.shard_selector else None)
+        self._service_bodies: dict[ServiceKey, Mapping[str, Any]] = {}
+        self._signal_objects: dict[SignalKey, objects.CustomObject] = {}
         self._ends: list[tuple[datetime, SignalKey]] = []  # ingested and predicted signals by end
         # VerticalPodAutoscalers (when the CRD is served), the peak each peakFrom service follows,
         # and when a waiting recommendation change is due (its settle window ends).
@@ -196,7 +202,45 @@ class ClusterState:
 
     # ------------------------------------------------------------------ HeadyServices
 
+    def on_namespace(self, event: str, obj: objects.Namespace) -> None:
+        """A namespace joined or left this shard: act on what is there, or let it go."""
+        name = obj.metadata.name
+        joined = self.scope.update(name, None if event == "DELETED" else obj.metadata.labels)
+        if joined is None:
+            return
+        services = [(k, b) for k, b in self._service_bodies.items() if k[0] == name]
+        signals = [(k, o) for k, o in self._signal_objects.items() if k[0] == name]
+        if joined:
+            for _, body in services:
+                self._on_service("ADDED", body)
+            for _, sig in signals:
+                self._on_signal("ADDED", sig)
+        else:
+            # As if deleted: pods stay where they are, and another shard takes them over.
+            for _, body in services:
+                self._on_service("DELETED", body)
+            for _, sig in signals:
+                self._on_signal("DELETED", sig)
+            for key in [k for k, e in self.signals.items() if k[0] == name and e.ref is None]:
+                entry = self.signals.pop(key)
+                self.planner.set_signal(key, None)
+                if entry.path != PREDICTOR:
+                    self.ingested_live -= 1
+        self.changed.set()
+
     def on_service(self, event: str, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        if self.scope.sharded:
+            if event == "DELETED":
+                self._service_bodies.pop(key, None)
+            else:
+                self._service_bodies[key] = body
+            if key[0] not in self.scope:
+                return
+        self._on_service(event, body)
+
+    def _on_service(self, event: str, body: Mapping[str, Any]) -> None:
         meta = body.get("metadata") or {}
         key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
         if event == "DELETED":
@@ -741,6 +785,17 @@ class ClusterState:
     # ------------------------------------------------------------------ signals
 
     def on_signal(self, event: str, obj: objects.CustomObject) -> None:
+        key = (obj.metadata.namespace, obj.metadata.name)
+        if self.scope.sharded:
+            if event == "DELETED":
+                self._signal_objects.pop(key, None)
+            else:
+                self._signal_objects[key] = obj
+            if key[0] not in self.scope:
+                return
+        self._on_signal(event, obj)
+
+    def _on_signal(self, event: str, obj: objects.CustomObject) -> None:
         meta = obj.metadata
         key = (meta.namespace, meta.name)
         if event == "DELETED":
@@ -785,6 +840,8 @@ class ClusterState:
     ) -> str:
         """An event from the Redis stream or HTTP: applied, replayed (known already), expired or invalid."""
         key = (namespace, name)
+        if namespace not in self.scope:
+            return "elsewhere"  # another shard's namespace: that shard applies it
         if key in self.signals:
             return "replayed"
         signal = self._signal(key, spec, created)

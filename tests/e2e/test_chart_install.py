@@ -101,7 +101,16 @@ def test_operator_works_with_only_the_charts_rbac(
     operator.stop()  # the chart-RBAC operator is the only one acting during this test
     try:
         op = OperatorProcess(
-            cluster, tmp_path, {"KUBECONFIG": str(kubeconfig), "HEADY_OPERATOR_NAMESPACE": NAMESPACE}
+            cluster,
+            tmp_path,
+            {
+                "KUBECONFIG": str(kubeconfig),
+                "HEADY_OPERATOR_NAMESPACE": NAMESPACE,
+                # As the chart runs it: electing a leader on a Lease the chart's RBAC must allow.
+                "HEADY_LEADER_ELECTION": "true",
+                "HEADY_LEADER_ELECTION_LEASE": f"heady-operator-{ns}"[:63],
+                "HEADY_POD_NAME": "heady-operator-e2e",
+            },
         )
         op.start()
         try:

@@ -154,6 +154,7 @@ def test_helm_lint_strict(values: str | None) -> None:
 def test_default_render_has_expected_objects() -> None:
     expected = {
         ("Deployment", "heady-operator"),
+        ("PodDisruptionBudget", "heady-operator"),
         ("ServiceAccount", "heady-operator"),
         ("ClusterRole", "heady-operator"),
         ("ClusterRoleBinding", "heady-operator"),
@@ -262,14 +263,49 @@ def test_metrics_service_has_scrape_annotations() -> None:
 # --- operator Deployment ----------------------------------------------------------------------
 
 
-def test_operator_deployment_is_a_single_recreated_replica() -> None:
-    deployment = one(render(), "Deployment", "heady-operator")
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
-    container = operator_container(render())
+def test_operator_runs_a_leader_and_a_standby_by_default() -> None:
+    docs = render()
+    deployment = one(docs, "Deployment", "heady-operator")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    container = operator_container(docs)
     assert container["image"] == "heady-operator:0.1.0"  # tag defaults to appVersion
     assert "args" not in container
-    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "heady-operator"
+    env = env_of(container)
+    assert env["HEADY_LEADER_ELECTION"]["value"] == "true"
+    assert env["HEADY_LEADER_ELECTION_LEASE"]["value"] == "heady-operator"
+    assert [
+        env[f"HEADY_LEADER_ELECTION_{k}_SECONDS"]["value"]
+        for k in ("LEASE_DURATION", "RENEW_DEADLINE", "RETRY_PERIOD")
+    ] == ["15", "10", "2"]
+    assert env["HEADY_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "heady-operator"
+    term = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert (
+        term["podAffinityTerm"]["labelSelector"]["matchLabels"]
+        == deployment["spec"]["selector"]["matchLabels"]
+    )
+    pdb = one(docs, "PodDisruptionBudget", "heady-operator")
+    assert pdb["spec"] == {"minAvailable": 1, "selector": deployment["spec"]["selector"]}
+    assert grants(one(docs, "ClusterRole", "heady-operator"))[("coordination.k8s.io", "leases")] == {
+        "get",
+        "create",
+        "update",
+    }
+
+
+def test_a_single_replica_without_election_is_recreated_and_has_no_budget() -> None:
+    docs = render("operator.replicas=1", "operator.leaderElection.enabled=false")
+    deployment = one(docs, "Deployment", "heady-operator")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert env_of(operator_container(docs))["HEADY_LEADER_ELECTION"]["value"] == "false"
+    assert not find(docs, "PodDisruptionBudget", "heady-operator")
 
 
 def test_operator_image_tag_can_be_overridden() -> None:
@@ -278,24 +314,25 @@ def test_operator_image_tag_can_be_overridden() -> None:
     assert env_of(container)["HEADY_CHAOS_IMAGE"]["value"] == "registry.local/heady:dev"
 
 
-def test_peering_adds_args_rbac_and_peering_object() -> None:
-    docs = render(values="everything-on.yaml")
-    deployment = one(docs, "Deployment", "heady-operator")
-    assert deployment["spec"]["replicas"] == 2
-    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
-    assert operator_container(docs)["args"] == ["--peering=heady"]
-    assert grants(one(docs, "ClusterRole", "heady-operator"))[("kopf.dev", "clusterkopfpeerings")] == {
-        "get",
-        "list",
-        "watch",
-        "patch",
-    }
-    assert find(docs, "ClusterKopfPeering", "heady")
-    namespaced = render("operator.peering.enabled=true", "operator.watchNamespaces={apps,games}")
-    peerings = find(namespaced, "KopfPeering", "heady")
-    assert sorted(p["metadata"]["namespace"] for p in peerings) == ["apps", "games"]
-    assert not find(namespaced, "ClusterKopfPeering")
-    assert ("kopf.dev", "kopfpeerings") not in grants(one(render(), "ClusterRole", "heady-operator"))
+def test_shards_get_a_deployment_lease_budget_and_consumer_group_each() -> None:
+    docs = render(values="shards.yaml")
+    assert not find(docs, "Deployment", "heady-operator")
+    for shard, selector in (("a", "heady.io/shard=a"), ("b", "heady.io/shard=b,tier=games")):
+        name = f"heady-operator-{shard}"
+        deployment = one(docs, "Deployment", name)
+        assert deployment["spec"]["replicas"] == 2
+        labels = deployment["spec"]["selector"]["matchLabels"]
+        assert labels["heady.io/shard"] == shard
+        assert deployment["spec"]["template"]["metadata"]["labels"]["heady.io/shard"] == shard
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env = env_of(container)
+        assert env["HEADY_LEADER_ELECTION_LEASE"]["value"] == name
+        assert env["HEADY_SHARD_SELECTOR"]["value"] == selector
+        assert env["HEADY_INGEST_GROUP"]["value"] == f"heady-operator-{shard}"
+        pod = deployment["spec"]["template"]["spec"]
+        term = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
+        assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == labels
+        assert one(docs, "PodDisruptionBudget", name)["spec"]["selector"]["matchLabels"] == labels
 
 
 def test_probes_and_port() -> None:
@@ -621,7 +658,14 @@ def test_redis_args_and_persistence() -> None:
         ("operator.settings.attentionTreshold=1", "additional properties 'attentionTreshold' not allowed"),
         ("image.pullPolicy=Sometimes", "at '/image/pullPolicy'"),
         ("redis.maxmemory=lots", "at '/redis/maxmemory'"),
-        ("operator.replicas=2", "operator.replicas=2 needs operator.peering.enabled=true"),
+        (
+            "operator.replicas=2,operator.leaderElection.enabled=false",
+            "operator.replicas=2 needs operator.leaderElection.enabled=true",
+        ),
+        (
+            "operator.leaderElection.leaseDurationSeconds=10",
+            "leaseDurationSeconds must be longer than renewDeadlineSeconds",
+        ),
     ],
 )
 def test_bad_values_are_rejected_with_a_readable_message(setting: str, message: str) -> None:

@@ -87,6 +87,10 @@ def exercise(step: int) -> None:
     m.RESIZE_QUEUE_DEPTH.labels("escalation").set(3)
     m.RESIZE_QUEUE_DEPTH.labels("background").set(1)
     m.LEADER.set(1)
+    m.LEADER_TRANSITIONS.labels("acquired").inc()
+    m.API_WRITES.labels("pods/resize").inc(5)
+    m.API_LAST_WRITE.set(1_800_000_000)
+    m.INGEST_ACKNOWLEDGED.inc(10)
     m.SERVICE_UP.labels("demo", "web").set(1)
     m.HEALTH_PROBE_SECONDS.labels("demo", "web", "success").observe(0.02)
 

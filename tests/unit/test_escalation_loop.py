@@ -542,3 +542,53 @@ async def test_status_carries_the_recommendation_and_precision_without_extra_wri
     state.dirty_services.add((NS, "web"))
     await esc.reporter.flush()
     assert len(api.statuses) == writes, "a drifting estimate alone writes no status"
+
+
+class Switch:
+    """The leadership gate (the elector in the operator), flipped by the test."""
+
+    def __init__(self, leading: bool) -> None:
+        self.leading = leading
+
+    def may_write(self) -> bool:
+        return self.leading
+
+
+async def test_a_standby_plans_but_writes_nothing_and_acts_at_once_when_elected() -> None:
+    clock = Clock()
+    cfg = Settings(prediction_enabled=False, status_min_interval_seconds=0, status_settle_seconds=0)
+    gate = Switch(False)
+    state = ClusterState(cfg, IncrementalPlanner(), clock, monotonic=clock.monotonic)
+    api = FakeApi(state)
+    esc = Escalation(cfg, state, api, clock, clock.monotonic, gate=gate)
+    state.on_node("ADDED", objects.node("n1"))
+    container = {"name": "app", "resources": objects.resources(BASE, LIMITS)}
+    state.on_workload("ADDED", "Deployment", objects.deployment(NS, "web", [container]))
+    state.on_replica_set("ADDED", objects.replica_set(NS, "web"))
+    spec = {"workload": {"name": "web"}, "cooldownSeconds": 0, "maxPeakSeconds": 600}
+    spec["containers"] = [{"name": "app", "peak": LIMITS}]
+    state.on_service("ADDED", objects.headyservice(NS, "web", spec))
+    for i in range(2):
+        state.on_pod("ADDED", objects.pod(NS, f"web-{i}", "web", [container], qos="Burstable"))
+    esc.mark_synced()
+    attention(state, clock, "look", "web")
+    esc.plan_once()
+    assert state.planner.service_decisions[(NS, "web")].granted, "the standby plans from its watches"
+    await idle(esc)
+    reporter = asyncio.create_task(esc.reporter.run())  # the loop skips flushing while standing by
+    await asyncio.sleep(0.6)
+    reporter.cancel()
+    await asyncio.gather(reporter, return_exceptions=True)
+    assert api.resizes == [] and api.statuses == [] and api.events == []
+    # Elected: what the standby planned goes out, and every status is compared afresh.
+    gate.leading = True
+    esc.take_over()
+    await drain(esc, lambda: len(api.resizes) == 2, "both pods raised by the new leader")
+    await esc.reporter.flush()
+    assert any(name == "web" for _, name, _ in api.statuses)
+    # Fenced: nothing more goes out, whatever the plan says.
+    gate.leading = False
+    clock.advance(31)
+    esc.plan_once()
+    await idle(esc)
+    assert len(api.resizes) == 2
