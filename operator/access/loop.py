@@ -26,7 +26,6 @@ from heady_operator.kube.conditions import Conditions, merge_condition
 from heady_operator.kube.configmaps import upsert_config_map
 from heady_operator.kube.events import post_event
 from heady_operator.kube.status import patch_status
-from heady_operator.planning.leadership import ALWAYS, Gate
 from heady_operator.models.common import GROUP, VERSION, set_condition, utcnow
 from heady_operator.planning.access import (
     AccessPlan,
@@ -35,6 +34,7 @@ from heady_operator.planning.access import (
     access_reports,
     plan_access,
 )
+from heady_operator.planning.leadership import ALWAYS, Gate
 from heady_operator.planning.levels import ServiceKey
 from heady_operator.state.cluster import ClusterState
 
