@@ -814,3 +814,20 @@ def test_access_settings_reach_the_operator() -> None:
     assert env["HEADY_ACCESS_ALLOW_PUBLIC_SERVICES"]["value"] == "true"
     bad = run_helm("template", RELEASE, str(CHART), "--set", "access.accountId=not-hex")
     assert bad.returncode != 0 and "accountId" in bad.stderr
+
+
+def test_shards_with_the_tunnel_are_refused_with_a_reason() -> None:
+    # Each shard would write the one tunnel's rules with only its own hostnames.
+    result = run_helm(
+        "template",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--values",
+        str(VALUES / "shards.yaml"),
+        "--set",
+        "cloudflared.enabled=true",
+    )
+    assert result.returncode != 0
+    assert "operator.shards with cloudflared.enabled" in result.stderr
