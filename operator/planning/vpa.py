@@ -57,12 +57,18 @@ def targets(vpa: Vpa, namespace: str, kind: str, name: str) -> bool:
     return vpa.namespace == namespace and vpa.target_kind == kind and vpa.target_name == name
 
 
-def conflict_message(vpa: Vpa, kind: str, name: str, service: str) -> str:
+def conflict_message(vpa: Vpa, kind: str, name: str, service: str, follows: bool = False) -> str:
+    """`follows`: the HeadyService already takes its peaks from this VPA (spec.peakFrom)."""
+    advice = (
+        "set the VPA's spec.updatePolicy.updateMode to Off (or Initial): HeadyService "
+        f"{service} already takes its peaks from it (spec.peakFrom)"
+        if follows
+        else "set the VPA's spec.updatePolicy.updateMode to Off (or Initial) and add "
+        f"spec.peakFrom.verticalPodAutoscaler: {vpa.name} to HeadyService {service}"
+    )
     return (
         f"VerticalPodAutoscaler {vpa.name} (updateMode {vpa.mode}) resizes the pods of {kind} {name} "
-        "itself, so heady leaves them alone. To combine the two, set the VPA's "
-        "spec.updatePolicy.updateMode to Off (or Initial) and add "
-        f"spec.peakFrom.verticalPodAutoscaler: {vpa.name} to HeadyService {service}: the VPA then "
+        f"itself, so heady leaves them alone. To combine the two, {advice}: the VPA then "
         "recommends and heady applies its target as the peak"
     )
 

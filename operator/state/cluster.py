@@ -404,7 +404,10 @@ class ClusterState:
             (v for v in self.vpas.values() if targets(v, key[0], kind, name) and acts_itself(v)),
             key=lambda v: v.name,
         )
-        return conflict_message(acting[0], kind, name, key[1]) if acting else None
+        if not acting:
+            return None
+        follows = spec.peak_from is not None and spec.peak_from.vertical_pod_autoscaler == acting[0].name
+        return conflict_message(acting[0], kind, name, key[1], follows)
 
     def _peak_of(
         self, key: ServiceKey, entry: ServiceEntry, template: tuple[ContainerResources, ...] | None

@@ -276,3 +276,12 @@ async def test_a_restart_resumes_the_followed_peak_from_status() -> None:
     state2.on_service("ADDED", body)
     assert state2.planner.services[(NS, "web")].peak["app"] == Amount(600, 700 * MI), "kept: not significant"
     assert state2.followed[(NS, "web")].since == T0
+
+
+def test_the_conflict_advice_fits_a_service_that_already_follows_the_vpa() -> None:
+    from heady_operator.planning.vpa import conflict_message
+
+    v = Vpa(NS, "v", "Deployment", "web", "InPlace")
+    assert "add spec.peakFrom.verticalPodAutoscaler: v" in conflict_message(v, "Deployment", "web", "web")
+    follows = conflict_message(v, "Deployment", "web", "web", follows=True)
+    assert "already takes its peaks from it" in follows and "add spec.peakFrom" not in follows
