@@ -205,7 +205,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"# heady-sim: allocation quality ({tr['name']}, {_ratio_text(ratios)}, {result['date']})",
         "",
-        f"Trace: {tr['duration_s'] / 3600:g} h, {tr['services']} services / {tr['pods']} pods "
+        f"Trace: {tr['duration_s'] / 3600:.3g} h, {tr['services']} services / {tr['pods']} pods "
         f"(peak {tr['peak_cores']:g} cores, {tr['peak_memory_gib']:g} GiB), {tr['users']} users"
         + (f" (+{tr['spike_users']} in bursts)" if tr["spike_users"] else "")
         + f", {tr['events']} attention events; services had attention {tr['attention_duty_pct']}% of the time "
@@ -867,7 +867,7 @@ def main() -> None:
         if args.write_trace:
             write_trace_csv(trace, args.write_trace)
         stem = "simulate" if args.profile == "workday" else f"simulate-{args.profile}"
-    say(f"{len(trace.events)} events, {len(trace.services)} services, {trace.duration / 3600:g} h")
+    say(f"{len(trace.events)} events, {len(trace.services)} services, {trace.duration / 3600:.3g} h")
     if args.sweep is not None:
         data = sweep(trace, knobs, args.sweep or SWEEP_RATIOS, out, stem, args.quick)
         print(sweep_markdown(data))
