@@ -205,7 +205,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"# heady-sim: allocation quality ({tr['name']}, {_ratio_text(ratios)}, {result['date']})",
         "",
-        f"Trace: {tr['duration_s'] / 3600:g} h, {tr['services']} services / {tr['pods']} pods "
+        f"Trace: {tr['duration_s'] / 3600:.3g} h, {tr['services']} services / {tr['pods']} pods "
         f"(peak {tr['peak_cores']:g} cores, {tr['peak_memory_gib']:g} GiB), {tr['users']} users"
         + (f" (+{tr['spike_users']} in bursts)" if tr["spike_users"] else "")
         + f", {tr['events']} attention events; services had attention {tr['attention_duty_pct']}% of the time "
@@ -704,6 +704,32 @@ def suite_markdown(entries: list[tuple[str, float, dict[str, Any]]], date: str) 
             )
     lines += [
         "",
+        "## Prediction: what it costs and earns",
+        "",
+        "| trace | ratio | issued | precision | recall | waited for a slot / room, s (predictive vs reactive) "
+        "| of it while a prediction held one, s | held at peak on a prediction alone, service-s "
+        "| CPU cost, points of always-peak | SLA change, points |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, ratio, result in entries:
+        rows = {r["policy"]: r for r in result["policies"]}
+        pred, react = rows.get("heady-predictive"), rows.get("heady-reactive")
+        if not pred or not react:
+            continue
+        p = pred.get("predictions") or {}
+        slot = ("HighPriorityLimit", "PredictionHeldSlot")
+        by_p, by_r = pred.get("violation_seconds_by_cause", {}), react.get("violation_seconds_by_cause", {})
+        prec, rec = pred.get("prediction_precision"), pred.get("prediction_recall")
+        lines.append(
+            f"| {name} | {ratio:g} | {p.get('issued', 0)} | {'n/a' if prec is None else f'{prec:.2f}'} "
+            f"| {'n/a' if rec is None else f'{rec:.2f}'} "
+            f"| {sum(by_p.get(c, 0.0) for c in slot):.0f} vs {sum(by_r.get(c, 0.0) for c in slot):.0f} "
+            f"| {by_p.get('PredictionHeldSlot', 0.0):.0f} | {p.get('predicted_peak_service_seconds', 0):.0f} "
+            f"| {pred['cpu_vs_always_peak_pct'] - react['cpu_vs_always_peak_pct']:+.2f} "
+            f"| {pred['sla_violation_pct'] - react['sla_violation_pct']:+.2f} |"
+        )
+    lines += [
+        "",
         "## Targets (issue 16)",
         "",
         "| trace | ratio | target | measured | |",
@@ -841,7 +867,7 @@ def main() -> None:
         if args.write_trace:
             write_trace_csv(trace, args.write_trace)
         stem = "simulate" if args.profile == "workday" else f"simulate-{args.profile}"
-    say(f"{len(trace.events)} events, {len(trace.services)} services, {trace.duration / 3600:g} h")
+    say(f"{len(trace.events)} events, {len(trace.services)} services, {trace.duration / 3600:.3g} h")
     if args.sweep is not None:
         data = sweep(trace, knobs, args.sweep or SWEEP_RATIOS, out, stem, args.quick)
         print(sweep_markdown(data))
