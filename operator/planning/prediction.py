@@ -302,7 +302,9 @@ class History:
         return min(1.0, self.attended_seconds / self.observed_seconds)
 
 
-def cooldown_from_revisits(revisits: tuple[float, ...] | list[float], wait_cost: float, lo: int, hi: int) -> int:
+def cooldown_from_revisits(
+    revisits: tuple[float, ...] | list[float], wait_cost: float, lo: int, hi: int
+) -> int:
     """The cooldown that costs least over these revisits, within [lo, hi].
 
     Holding peak through a revisit of g seconds costs g (peak-seconds of the extra over baseline);
