@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     # A resize's time from decision to effect: the wait a user has on a relaxed service
     # (status.recommendation's SLA cost).
     actuation_delay_seconds: float = Field(default=1.0, gt=0.0, le=60.0)
-    # status.recommendation and spec.baselineRatio: auto stay within these ratios.
+    # status.recommendation and spec.baselineRatioMode: Auto stay within these ratios.
     auto_baseline_min_ratio: float = Field(default=0.5, gt=0.0, le=1.0)
     auto_baseline_max_ratio: float = Field(default=1.0, gt=0.0, le=1.0)
     prediction_configmap: str = "heady-attention-model"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -188,8 +188,9 @@ class Access(CamelModel):
 class HeadyServiceSpec(CamelModel):
     workload: WorkloadRef
     containers: list[ContainerPeak] = Field(default_factory=list, max_length=32)
-    # A fraction of peak, or "auto": status.recommendation's ratio, within the operator's bounds.
-    baseline_ratio: float | Literal["auto"] = 0.9
+    baseline_ratio: float = Field(default=0.9, gt=0.0, le=1.0)
+    # Auto: status.recommendation's ratio, within the operator's bounds (baselineRatio until then).
+    baseline_ratio_mode: Literal["Fixed", "Auto"] = "Fixed"
     priority: PriorityLevel = PriorityLevel.MEDIUM
     hostname: str | None = Field(default=None, max_length=253, pattern=HOSTNAME_PATTERN)
     port: int = Field(default=80, ge=1, le=65535)
@@ -198,16 +199,6 @@ class HeadyServiceSpec(CamelModel):
     health_check: HealthCheck | None = None
     peak_from: PeakFrom | None = None
     access: Access | None = None
-
-    @field_validator("baseline_ratio", mode="before")
-    @classmethod
-    def _ratio(cls, value: Any) -> Any:
-        # One clear message instead of one per member of the union (the CRD's CEL rule says the same).
-        if value == "auto" and isinstance(value, str):
-            return value
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 < value <= 1.0:
-            raise ValueError('must be a number in (0, 1] or "auto"')
-        return float(value)
 
     @model_validator(mode="after")
     def _cooldown_within_peak(self) -> HeadyServiceSpec:

@@ -10,8 +10,6 @@ from heady_operator.models.quantity import QuantityError, cpu_millis, memory_byt
 from heady_operator.planning.levels import POD_LEVEL, Amount, ContainerResources, Service, ServiceKey
 
 UTILIZATION_ANNOTATION = "heady.io/utilization"
-# Where `baselineRatio: auto` starts before its service's attention has been seen.
-DEFAULT_BASELINE_RATIO = 0.9
 
 
 def default_peak(template: ContainerResources) -> Amount:
@@ -109,7 +107,7 @@ def service_model(
             key,
             PRIORITY_VALUES[spec.priority],
             peak,
-            spec.baseline_ratio if isinstance(spec.baseline_ratio, float) else DEFAULT_BASELINE_RATIO,
+            spec.baseline_ratio,
             spec.cooldown_seconds,
             spec.max_peak_seconds,
             utilization(annotations),

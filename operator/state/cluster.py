@@ -65,7 +65,7 @@ from heady_operator.planning.vpa import (
     recommended_peak,
     targets,
 )
-from heady_operator.planning.world import DEFAULT_BASELINE_RATIO, explicit_peaks, service_model
+from heady_operator.planning.world import explicit_peaks, service_model
 from heady_operator.state.scope import Scope, parse_selector
 
 log = logging.getLogger(__name__)
@@ -522,21 +522,21 @@ class ClusterState:
     # ------------------------------------------------------------------ learned tuning
 
     def _tuned(self, key: ServiceKey, spec: HeadyServiceSpec, service: Service) -> Service:
-        """The cooldown learned from the service's revisits, and its ratio when it asks for auto."""
+        """The cooldown learned from the service's revisits, and its ratio in baselineRatioMode Auto."""
         history = self.model.history(key, self.clock())
         cooldown = learned_cooldown(history, self.tuning, spec.cooldown_seconds, spec.max_peak_seconds)
         ratio = service.baseline_ratio
-        if spec.baseline_ratio == "auto":
+        if spec.baseline_ratio_mode == "Auto":
             current = self.planner.services.get(key)
             rec = recommend(
                 history,
                 self.tuning,
-                current.baseline_ratio if current is not None else DEFAULT_BASELINE_RATIO,
+                current.baseline_ratio if current is not None else spec.baseline_ratio,
                 spec.cooldown_seconds,
                 spec.max_peak_seconds,
                 service.utilization,
             )
-            bounded = max(self.tuning.auto_min_ratio, min(self.tuning.auto_max_ratio, DEFAULT_BASELINE_RATIO))
+            bounded = max(self.tuning.auto_min_ratio, min(self.tuning.auto_max_ratio, spec.baseline_ratio))
             ratio = rec.baseline_ratio if rec is not None else bounded
         return replace(service, cooldown_seconds=cooldown, baseline_ratio=ratio)
 

@@ -179,12 +179,12 @@ def test_recommendation_status_has_a_one_line_summary() -> None:
     assert recommendation_status(None) is None
 
 
-def test_baseline_ratio_auto_applies_the_recommendation_within_bounds() -> None:
+def test_baseline_ratio_mode_auto_applies_the_recommendation_within_bounds() -> None:
     clock = Clock()
     state = _state(Settings(prediction_enabled=False), clock)
-    spec = {"workload": {"name": "a"}, "baselineRatio": "auto"}
+    spec = {"workload": {"name": "a"}, "baselineRatio": 0.8, "baselineRatioMode": "Auto"}
     state.on_service("MODIFIED", objects.headyservice("ns", "a", spec))
-    assert state.planner.services[A].baseline_ratio == 0.9, "no data yet: the default"
+    assert state.planner.services[A].baseline_ratio == 0.8, "no data yet: baselineRatio"
     for i in range(30):  # attended 60 s of every 100 s, for 50 min: a busy service
         clock.now = T0 + timedelta(seconds=100 * i)
         state.on_signal(
@@ -194,9 +194,9 @@ def test_baseline_ratio_auto_applies_the_recommendation_within_bounds() -> None:
     rec = state.recommendation(A)
     assert rec is not None and rec.baseline_ratio == 1.0
     # Bounded by the settings.
-    capped = _state(Settings(prediction_enabled=False, auto_baseline_max_ratio=0.95), Clock())
+    capped = _state(Settings(prediction_enabled=False, auto_baseline_min_ratio=0.85), Clock())
     capped.on_service("MODIFIED", objects.headyservice("ns", "a", spec))
-    assert capped.planner.services[A].baseline_ratio == 0.9
+    assert capped.planner.services[A].baseline_ratio == 0.85
 
 
 def test_history_ignores_predictions_and_weak_attention() -> None:
