@@ -291,3 +291,18 @@ async def test_the_new_leader_knows_whom_it_took_over_from() -> None:
     await b.round()
     assert b.elector.may_write() and b.elector.previous_holder == "a"
     assert a.elector.previous_holder == ""
+
+
+async def test_release_wins_over_a_renewal_that_was_in_flight() -> None:
+    clock, store = Clock(), Store()
+    a, b = replica("a", clock, store), replica("b", clock, store)
+    await a.round()
+    await b.round()
+    # The renewal lands after the elector last saw the Lease: its version is older than the store's.
+    stale = a.elector.observed
+    await a.round()
+    a.elector.observed = stale
+    assert await a.release()
+    assert store.record is not None and store.record.holder == ""
+    await b.round()
+    assert b.elector.may_write()
