@@ -249,7 +249,7 @@ def test_a_paused_leader_writes_nothing_after_waking_and_fails_its_health(pair: 
     storm.join()
     wait_for(lambda: role(a) == "fenced", "op-a knows it is fenced", timeout=5)
     after_wake = writes(a)
-    wait_for(lambda: settled(pair), "the new leader settled the storm", timeout=15)
+    wait_for(lambda: settled(pair), "the new leader settled the storm", timeout=30)
     time.sleep(2)  # the old leader had every chance to write its stale plan
     status, body = health(a)
     last = metric(a, "heady_api_last_write_timestamp_seconds")
