@@ -83,8 +83,8 @@ class Pair:
                 "HEADY_PREDICTION_ENABLED": "false",
             },
         )
+        self.ops[name] = op  # first: stopped at the end even if it never gets healthy
         op.start()
-        self.ops[name] = op
         return op
 
     def stop(self) -> None:
@@ -311,8 +311,8 @@ def test_two_shards_each_with_a_standby_touch_only_their_namespaces(
             ops[shard] = []
             for replica in ("0", "1"):
                 op = OperatorProcess(cluster, tmp_path, {**env, "HEADY_POD_NAME": f"shard-{shard}-{replica}"})
+                ops[shard].append(op)  # first: stopped in `finally` even if it never gets healthy
                 op.start()
-                ops[shard].append(op)
         leaders: dict[str, OperatorProcess] = {}
         for shard, pair in ops.items():
             leaders[shard] = wait_for(lambda pair=pair: leader_of(pair), f"shard {shard} has a leader")
