@@ -43,10 +43,10 @@ async def healthz(request: web.Request) -> web.Response:
     # The ingest's availability is reported, not judged: AttentionSignal objects work without Redis.
     ingest = request.app[INTAKE].state
     body: dict[str, object] = {"status": "ok" if not problems else "stalled"}
-    role = getattr(health, "role", None)
+    role = getattr(health, "role", lambda: None)()
     if role is not None:
         # leader, standby or fenced (leader election); a standby is healthy, a fenced leader is not.
-        body["role"] = role()
+        body["role"] = role
     body["ingest"] = ingest
     if not problems:
         return web.json_response(body)

@@ -57,10 +57,10 @@ class Watchdog:
             self._reported = out
         return out
 
-    def role(self) -> str:
-        """leader, standby or fenced; `leader` when this process acts alone."""
+    def role(self) -> str | None:
+        """leader, standby or fenced; None when this process acts alone (no election)."""
         if self.elector is None:
-            return Role.LEADER.value
+            return None
         if self.elector.may_write():
             return Role.LEADER.value
         # Past its deadline the leader is fenced already, before its election loop says so.

@@ -125,16 +125,29 @@ class Election:
         metrics.LEADER.set(0)
         if not was_leading:
             return False
-        record = self.elector.release_record(self.clock())
-        if record is None:
-            return False
-        try:
-            await self.store.replace(record)
-        except (LeaseConflict, ApiException, OSError, TimeoutError) as exc:
-            log.warning("leader election: could not release the Lease (%s); it expires by itself", exc)
-            return False
-        log.info("leader election: released the Lease")
-        return True
+        for _ in range(3):
+            record = self.elector.release_record(self.clock())
+            if record is None:
+                return False  # someone else holds it already
+            try:
+                await self.store.replace(record)
+            except LeaseConflict:
+                # A renewal that was in flight landed first: release the version it wrote.
+                try:
+                    self.elector.observed = await self.store.read()
+                except (ApiException, OSError, TimeoutError) as exc:
+                    log.warning(
+                        "leader election: could not release the Lease (%s); it expires by itself", exc
+                    )
+                    return False
+                continue
+            except (ApiException, OSError, TimeoutError) as exc:
+                log.warning("leader election: could not release the Lease (%s); it expires by itself", exc)
+                return False
+            log.info("leader election: released the Lease")
+            return True
+        log.warning("leader election: could not release the Lease (it kept changing); it expires by itself")
+        return False
 
 
 __all__ = ["Election", "LeaseStore"]

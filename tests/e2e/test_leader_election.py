@@ -83,8 +83,8 @@ class Pair:
                 "HEADY_PREDICTION_ENABLED": "false",
             },
         )
+        self.ops[name] = op  # first: stopped at the end even if it never gets healthy
         op.start()
-        self.ops[name] = op
         return op
 
     def stop(self) -> None:
@@ -249,7 +249,7 @@ def test_a_paused_leader_writes_nothing_after_waking_and_fails_its_health(pair: 
     storm.join()
     wait_for(lambda: role(a) == "fenced", "op-a knows it is fenced", timeout=5)
     after_wake = writes(a)
-    wait_for(lambda: settled(pair), "the new leader settled the storm", timeout=15)
+    wait_for(lambda: settled(pair), "the new leader settled the storm", timeout=30)
     time.sleep(2)  # the old leader had every chance to write its stale plan
     status, body = health(a)
     last = metric(a, "heady_api_last_write_timestamp_seconds")
@@ -311,8 +311,8 @@ def test_two_shards_each_with_a_standby_touch_only_their_namespaces(
             ops[shard] = []
             for replica in ("0", "1"):
                 op = OperatorProcess(cluster, tmp_path, {**env, "HEADY_POD_NAME": f"shard-{shard}-{replica}"})
+                ops[shard].append(op)  # first: stopped in `finally` even if it never gets healthy
                 op.start()
-                ops[shard].append(op)
         leaders: dict[str, OperatorProcess] = {}
         for shard, pair in ops.items():
             leaders[shard] = wait_for(lambda pair=pair: leader_of(pair), f"shard {shard} has a leader")
