@@ -65,6 +65,10 @@ def _values() -> list[str]:
         "redis.resources.limits.memory": "256Mi",
         "cloudflared.enabled": "false",
         "operator.resources.requests.cpu": "50m",
+        # One replica on the one kind node: these tests follow "the operator pod" through exec,
+        # logs and an upgrade. Two replicas electing a leader are shown on kwok
+        # (tests/e2e/test_leader_election.py); the chart's election stays on.
+        "operator.replicas": "1",
         "operator.logLevel": "INFO",
     }
     out: list[str] = []
