@@ -192,27 +192,25 @@ WHERE id = ANY (ARRAY(SELECT id FROM pool))
 ORDER BY distance
 LIMIT $3
 """
-SIMILAR_IN_SESSION = f"""
+
+
+def _pooled(where: str, order: str) -> str:
+    """The search of the rows matching `where`: the pool nearest by `order`, then the re-rank."""
+    return f"""
 WITH pool AS MATERIALIZED (
     SELECT id FROM arena_embeddings
-    WHERE session = $1
-    ORDER BY sketch <~> binary_quantize($2::vector)
+    WHERE {where}
+    ORDER BY {order}
     LIMIT $4
 ){_RERANK}"""
-SCAN_IN_SESSION = f"""
-WITH pool AS MATERIALIZED (
-    SELECT id FROM arena_embeddings
-    WHERE session = $1
-    ORDER BY hamming_distance(sketch, binary_quantize($2::vector))
-    LIMIT $4
-){_RERANK}"""
-SIMILAR_ELSEWHERE = f"""
-WITH pool AS MATERIALIZED (
-    SELECT id FROM arena_embeddings
-    WHERE session <> $1
-    ORDER BY sketch <~> binary_quantize($2::vector)
-    LIMIT $4
-){_RERANK}"""
+
+
+# The graph serves only its operator, <~>; the same distance as a function call it cannot.
+_BY_GRAPH = "sketch <~> binary_quantize($2::vector)"
+_NOT_BY_GRAPH = "hamming_distance(sketch, binary_quantize($2::vector))"
+SIMILAR_IN_SESSION = _pooled("session = $1", _BY_GRAPH)
+SCAN_IN_SESSION = _pooled("session = $1", _NOT_BY_GRAPH)
+SIMILAR_ELSEWHERE = _pooled("session <> $1", _BY_GRAPH)
 # The fallback of a short cross-session walk: every distance.
 EXACT_ELSEWHERE = f"""
 SELECT {_COLUMNS}, embedding <=> $2 AS distance
