@@ -61,7 +61,7 @@ ATTENTION_EVENTS = Counter(
 )
 PREDICTIONS = Counter(
     "heady_prediction_total",
-    "Predictive pre-escalations by outcome (issued, hit, miss; shadow: made but throttled).",
+    "Predictive pre-escalations by outcome: issued, hit, miss; shadow (made while throttled, escalating nothing), shadow_hit, shadow_miss.",
     ["outcome"],
     registry=REGISTRY,
 )

@@ -57,8 +57,13 @@ class TransitionModel:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     last: dict[str, str] = field(default_factory=dict)  # user -> service key of their last attention
     expected: dict[tuple[str, str], datetime] = field(default_factory=dict)  # (user, service) -> until
+    # Outcomes of issued predictions (those that escalated) per predicted service; shadow ones
+    # (made while throttled, escalating nothing) apart: only the issued cost capacity.
     hits: dict[str, int] = field(default_factory=dict)
     misses: dict[str, int] = field(default_factory=dict)
+    shadow_hits: dict[str, int] = field(default_factory=dict)
+    shadow_misses: dict[str, int] = field(default_factory=dict)
+    shadowed: set[tuple[str, str]] = field(default_factory=set)  # expected entries that are shadow
     last_predicted: dict[str, str] = field(default_factory=dict)  # from -> predicted target
     # Recent [hits, misses] per predicted service, halved past `window`: the online precision.
     recent: dict[str, list[int]] = field(default_factory=dict)
@@ -84,10 +89,13 @@ class TransitionModel:
         key = _k(service)
         outcome: str | None = None
         until = self.expected.pop((user, key), None)
+        shadow = (user, key) in self.shadowed
+        self.shadowed.discard((user, key))
         if until is not None and now <= until:
-            self.hits[key] = self.hits.get(key, 0) + 1
+            tally = self.shadow_hits if shadow else self.hits
+            tally[key] = tally.get(key, 0) + 1
             self._score(key, 0)
-            outcome = "hit"
+            outcome = "shadow_hit" if shadow else "hit"
         prev = self.last.get(user)
         if prev is not None and prev != key:
             row = self.counts.setdefault(prev, {})
@@ -115,11 +123,17 @@ class TransitionModel:
         self.last_predicted[_k(service)] = target
         return _unk(target), probability
 
-    def expect(self, user: str | None, target: ServiceKey, until: datetime) -> None:
+    def expect(self, user: str | None, target: ServiceKey, until: datetime, shadow: bool = False) -> None:
+        """A prediction that `user` attends to `target` by `until`; `shadow`: made but not issued."""
         # Without a user the prediction can never be confirmed: it would only count as a miss.
         if user is None or not known_user(user):
             return
-        self.expected[(user, _k(target))] = until
+        entry = (user, _k(target))
+        self.expected[entry] = until
+        if shadow:
+            self.shadowed.add(entry)
+        else:
+            self.shadowed.discard(entry)  # issued now: it costs capacity, so it counts as issued
 
     def expire(self, now: datetime) -> list[str]:
         """Predictions whose window ended without the attention arriving are misses."""
@@ -127,9 +141,12 @@ class TransitionModel:
         for (user, key), until in list(self.expected.items()):
             if until < now:
                 del self.expected[(user, key)]
-                self.misses[key] = self.misses.get(key, 0) + 1
+                shadow = (user, key) in self.shadowed
+                self.shadowed.discard((user, key))
+                tally = self.shadow_misses if shadow else self.misses
+                tally[key] = tally.get(key, 0) + 1
                 self._score(key, 1)
-                out.append("miss")
+                out.append("shadow_miss" if shadow else "miss")
                 self.dirty = True
         return out
 
@@ -156,6 +173,9 @@ class TransitionModel:
     ) -> dict[str, Any]:
         key = _k(service)
         stats: dict[str, Any] = {"hits": self.hits.get(key, 0), "misses": self.misses.get(key, 0)}
+        if key in self.shadow_hits or key in self.shadow_misses:
+            stats["shadowHits"] = self.shadow_hits.get(key, 0)
+            stats["shadowMisses"] = self.shadow_misses.get(key, 0)
         if key in self.last_predicted:
             stats["lastPredicted"] = self.last_predicted[key]
         precision, _ = self.precision(service)
@@ -216,6 +236,8 @@ class TransitionModel:
                 "counts": self.counts,
                 "hits": self.hits,
                 "misses": self.misses,
+                "shadowHits": self.shadow_hits,
+                "shadowMisses": self.shadow_misses,
                 "lastPredicted": self.last_predicted,
                 "recent": self.recent,
                 "revisits": self.revisits,
@@ -251,6 +273,8 @@ class TransitionModel:
             else {},
             hits={k: n for k, n in _counts(data.get("hits")).items() if _is_key(k)},
             misses={k: n for k, n in _counts(data.get("misses")).items() if _is_key(k)},
+            shadow_hits={k: n for k, n in _counts(data.get("shadowHits")).items() if _is_key(k)},
+            shadow_misses={k: n for k, n in _counts(data.get("shadowMisses")).items() if _is_key(k)},
             last_predicted={
                 k: v
                 for k, v in _mapping(data.get("lastPredicted")).items()

@@ -9,9 +9,11 @@ revisit intervals (how soon attention comes back after it ends) and, when known,
   (`cooldown_from_revisits`): holding through a short absence costs its length at peak, a revisit
   longer than the cooldown costs the cooldown plus a user's wait for the resize (`wait_cost`);
 - time at peak = duty cycle + the cooldown holds (sum of min(revisit, cooldown) per observed second);
-- baseline ratio: 1 (do not resize) when the service is at peak most of the time anyway (resizing
-  would then save little and cost a wait on every return); else the usage with headroom when known,
-  else the current ratio; always within the settings' bounds;
+- baseline ratio: 1 (do not resize) when resizing would cost the service's users more than the SLA
+  budget (expected share of attention below peak, below, over `sla_budget`: short, frequent visits
+  that each wait for a resize); else the usage with headroom when known, else the current ratio;
+  always within the settings' bounds. A busy service alone is no reason to stop resizing: its
+  quiet time still saves, and its users wait only on the returns its cooldown does not cover;
 - expected saving = (1 - ratio) x (1 - time at peak), a share of the service's always-peak
   reservation; expected SLA cost = actuation delay x (first arrival + revisits longer than the
   cooldown) / attention-seconds.
@@ -36,11 +38,12 @@ class Tuning:
     cooldown_min_seconds: int = 1
     cooldown_max_seconds: int = 300
     wait_cost_seconds: float = 60.0
-    actuation_delay_seconds: float = 1.0
+    actuation_delay_seconds: float = 0.5
     auto_min_ratio: float = 0.5
     auto_max_ratio: float = 1.0
     usage_headroom: float = 0.25
-    busy_duty_cycle: float = 0.9
+    # Expected share of attention-seconds below peak that resizing may cost (the simulator's SLA target).
+    sla_budget: float = 0.01
     ratio_step: float = 0.05
     min_observed_seconds: float = 600.0  # no recommendation from a few minutes of attention
 
@@ -106,9 +109,12 @@ def recommend(
         beyond = sum(1 for g in gaps if g > cooldown) / len(gaps)
     at_peak = min(1.0, duty + held)
     violation = tuning.actuation_delay_seconds * (1 + later * beyond) / history.attended_seconds
-    if at_peak >= tuning.busy_duty_cycle:
+    if violation > tuning.sla_budget:
         ratio = 1.0
-        why = f"at peak {at_peak:.0%} of the time: resizing saves little and delays every return"
+        why = (
+            f"resizing would leave {violation:.1%} of attention below peak (budget {tuning.sla_budget:.0%}):"
+            " visits too short and frequent to wait for a resize"
+        )
     elif utilization is not None:
         ratio = utilization * current_ratio * (1 + tuning.usage_headroom)
         why = f"usage {utilization * current_ratio:.0%} of peak + {tuning.usage_headroom:.0%} headroom"

@@ -919,7 +919,7 @@ class ClusterState:
                 target, self.settings.prediction_min_precision, self.settings.prediction_min_outcomes
             ):
                 # Not paying: scored in the shadow (hit or miss as if issued), escalating nothing.
-                self.model.expect(sig.user, target, end)
+                self.model.expect(sig.user, target, end, shadow=True)
                 metrics.PREDICTIONS.labels("shadow").inc()
                 continue
             name = f"predict-{target[1]}-{int(now.timestamp() * 1000)}"[:253]
@@ -961,6 +961,7 @@ def tuning_of(settings: Settings) -> Tuning:
         cooldown_max_seconds=max(settings.cooldown_min_seconds, settings.cooldown_max_seconds),
         wait_cost_seconds=settings.cooldown_wait_cost_seconds,
         actuation_delay_seconds=settings.actuation_delay_seconds,
+        sla_budget=settings.recommendation_sla_budget,
         auto_min_ratio=settings.auto_baseline_min_ratio,
         auto_max_ratio=max(settings.auto_baseline_min_ratio, settings.auto_baseline_max_ratio),
     )
