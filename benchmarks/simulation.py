@@ -13,11 +13,15 @@ Policies:
 - static-baseline: every pod at baseline (peak x baselineRatio) all the time, never raised.
 - heady-reactive / heady-predictive: the operator's own ClusterState and IncrementalPlanner on a
   virtual clock, planning with the pure `plan_levels` and the TransitionModel exactly as in the
-  cluster. Every resize it plans takes effect `delay` seconds later, then the simulator feeds
+  cluster. Every resize it plans takes effect after a delay drawn for it (ResizeDelay: by default
+  the distribution measured on a real kubelet, MEASURED_RESIZE_DELAY), then the simulator feeds
   the resized pod back to the controller as a pod watch event would. Reconciles run at trace
   events, at actuations and at the controller's own next deadline (signal expiry, cooldown end,
   maxPeakSeconds), which is when the operator's loop wakes as well.
   Only its status/Event/metrics reporting is skipped (output only, nothing the planner reads).
+- heady-auto: heady-predictive (the operator's defaults) with `spec.baselineRatioMode: Auto` on
+  every service: each service's baseline ratio follows its status.recommendation as the operator
+  computes it from the attention seen so far (planning/recommend.py), within the operator's bounds.
 - vpa-like: every `period` s (60) the recommendation is the maximum demand seen in the last
   `window` s (300), applied in place after `delay`. It sees usage, not attention, so it is late
   on the way up and slow on the way down (a real VPA, with its day-long decaying histogram,
@@ -82,9 +86,62 @@ T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # the virtual day starts at 09:00
 
 Interval = tuple[float, float]
 
-# In-place resize: the API server accepts it in tens of ms (benchmarks/attention_latency.py) and
-# a kubelet applies new cgroup limits well within a second; 1 s is a round, pessimistic figure.
-RESIZE_DELAY_S = 1.0
+
+@dataclass(frozen=True)
+class ResizeDelay:
+    """Time from the planner's decision to the pod's new requests in effect.
+
+    A constant when p50 == p99; otherwise each resize draws its own delay from a log-normal with
+    that median and 99th percentile (a service is at peak only once its slowest pod is), seeded so
+    runs repeat."""
+
+    p50: float
+    p99: float
+    source: str = ""
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.p50 <= self.p99 <= 600 and math.isfinite(self.p99)):
+            raise ValueError(f"resize delay needs 0 <= p50 <= p99 <= 600 s, got {self.p50:g} / {self.p99:g}")
+
+    @classmethod
+    def constant(cls, seconds: float) -> ResizeDelay:
+        return cls(seconds, seconds, f"{seconds:g} s, constant")
+
+    @property
+    def sigma(self) -> float:
+        if self.p50 <= 0 or self.p99 <= self.p50:
+            return 0.0
+        return math.log(self.p99 / self.p50) / 2.3263478740408408  # z of the 99th percentile
+
+    @property
+    def mean(self) -> float:
+        return self.p50 * math.exp(self.sigma**2 / 2)
+
+    def sampler(self) -> Callable[[], float]:
+        if self.sigma == 0.0:
+            return lambda: self.p50
+        rng = random.Random(self.seed)
+        mu, sigma = math.log(self.p50), self.sigma
+        # Capped far past the p99: a resize that never lands is a timeout, not a delay.
+        return lambda: min(60.0, rng.lognormvariate(mu, sigma))
+
+    def text(self) -> str:
+        if self.sigma == 0.0:
+            return f"{self.p50:g} s"
+        text = f"p50 {1000 * self.p50:.0f} ms / p99 {1000 * self.p99:.0f} ms per resize, log-normal"
+        return f"{text}: {self.source}" if self.source else text
+
+
+# Measured, not assumed: benchmarks/realnode_resize.py on a real kubelet (kind, containerd, cgroup v2
+# files read back), from the AttentionSignal's creation to the container's cgroup changed, through
+# the operator's watch, planner, resize queue and PATCH: p50 94.5 ms, p99 494.9 ms (59 resizes,
+# benchmarks/results/realnode_resize.json, 2026-11-29). A loaded cluster is slower; the report's
+# sensitivity section replays each trace at constant 0.5, 1 and 2 s as well.
+MEASURED_RESIZE_DELAY = ResizeDelay(
+    0.0945, 0.4949, "signal to cgroup changed on a real kubelet, benchmarks/results/realnode_resize.json"
+)
+SENSITIVITY_DELAYS_S = (0.5, 1.0, 2.0)
 # Causes of attention short of peak (heady), from the planner's own decisions at that moment.
 # Peak granted, the resize on its way:
 ACTUATING = "ActuationDelay"
@@ -798,7 +855,9 @@ def _seen(intervals: Sequence[Interval], since: float, until: float) -> bool:
     return any(s < until and e > since for s, e in intervals)
 
 
-def vpa_like(trace: Trace, period: float = 60.0, window: float = 300.0, delay: float = RESIZE_DELAY_S) -> Run:
+def vpa_like(
+    trace: Trace, period: float = 60.0, window: float = 300.0, delay: float = MEASURED_RESIZE_DELAY.mean
+) -> Run:
     demand = attention_by_service(trace)
     levels: dict[str, list[tuple[float, bool]]] = {}
     for svc in trace.services:
@@ -850,7 +909,7 @@ def _resources(amount: Amount) -> dict[str, str]:
 
 
 def _bodies(
-    trace: Trace, node_room: float = 1.0
+    trace: Trace, node_room: float = 1.0, ratio_mode: str = "Fixed"
 ) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]], dict[str, dict[str, Any]]]:
     """The Kubernetes objects the controller would see from its watches: one node holding every
     pod at baseline plus `node_room` of the room all of them need at peak (1: node capacity never
@@ -901,6 +960,7 @@ def _bodies(
                         "workload": {"name": s.name},
                         "priority": s.priority,
                         "baselineRatio": s.baseline_ratio,
+                        "baselineRatioMode": ratio_mode,
                         "cooldownSeconds": s.cooldown_seconds,
                         "maxPeakSeconds": s.max_peak_seconds,
                     },
@@ -971,16 +1031,18 @@ def _step(t: float, target: tuple[ContainerResources, ...], svc: SimService) -> 
 async def simulate_heady(
     trace: Trace,
     prediction: bool,
-    delay: float = RESIZE_DELAY_S,
+    delay: ResizeDelay | float = MEASURED_RESIZE_DELAY,
     settings: Mapping[str, Any] | None = None,
     node_room: float = 1.0,
+    auto_ratio: bool = False,
 ) -> Run:
     """Drive the operator's own cluster state and incremental planner through the trace on a virtual clock."""
     clock = _Clock()
+    draw = (delay if isinstance(delay, ResizeDelay) else ResizeDelay.constant(delay)).sampler()
     cfg = Settings(prediction_enabled=prediction, expired_signal_retention_seconds=0, **(settings or {}))
     ctl = ClusterState(cfg, IncrementalPlanner(policy_of(cfg)), clock)
     planner = ctl.planner
-    node, objects, bodies = _bodies(trace, node_room)
+    node, objects, bodies = _bodies(trace, node_room, "Auto" if auto_ratio else "Fixed")
     allocatable = node["status"]["allocatable"]
     room = Amount(cpu_millis(allocatable["cpu"]), memory_bytes(allocatable["memory"]))
     ctl.on_node("ADDED", kobj.from_dict(kobj.Node, node))
@@ -1044,7 +1106,7 @@ async def simulate_heady(
             inflight[pod] = d.target
             resizes += 1
             seq += 1
-            heapq.heappush(due, (t + delay, seq, pod, d.target))
+            heapq.heappush(due, (t + draw(), seq, pod, d.target))
 
     t = 0.0
     handle(reconcile(), t)
@@ -1083,13 +1145,16 @@ async def simulate_heady(
             "issued": len(seen_predictions),
             "hits": sum(ctl.model.hits.values()),
             "misses": sum(ctl.model.misses.values()),
+            # Made while throttled (escalating nothing): scored, so throttling can lift, but free.
+            "shadow_hits": sum(ctl.model.shadow_hits.values()),
+            "shadow_misses": sum(ctl.model.shadow_misses.values()),
             "transitions": transitions(trace),
             "predicted_peak_service_seconds": round(
                 predicted["seconds"] + (trace.duration - predicted["since"]) * predicted["services"], 1
             ),
         }
     return Run(
-        "heady-predictive" if prediction else "heady-reactive",
+        "heady-auto" if auto_ratio else "heady-predictive" if prediction else "heady-reactive",
         steps,
         svc_of,
         resizes,
@@ -1099,9 +1164,14 @@ async def simulate_heady(
 
 
 def run_heady(
-    trace: Trace, prediction: bool, delay: float = RESIZE_DELAY_S, node_room: float = 1.0, **settings: Any
+    trace: Trace,
+    prediction: bool,
+    delay: ResizeDelay | float = MEASURED_RESIZE_DELAY,
+    node_room: float = 1.0,
+    auto_ratio: bool = False,
+    **settings: Any,
 ) -> Run:
-    return asyncio.run(simulate_heady(trace, prediction, delay, settings, node_room))
+    return asyncio.run(simulate_heady(trace, prediction, delay, settings, node_room, auto_ratio))
 
 
 def causes(
@@ -1180,7 +1250,7 @@ def causes(
 
 @dataclass(frozen=True)
 class Knobs:
-    resize_delay: float = RESIZE_DELAY_S
+    resize_delay: ResizeDelay = MEASURED_RESIZE_DELAY
     scale_out_delay: float = SCALE_OUT_DELAY_S
     vpa_period: float = 60.0
     vpa_window: float = 300.0
@@ -1198,9 +1268,14 @@ POLICIES = (
     "static-baseline",
     "heady-reactive",
     "heady-predictive",
+    "heady-auto",
     "vpa-like",
     "keda-like",
 )
+
+
+# Policies whose decisions depend on the baseline ratio itself (not only through node room).
+RATIO_DEPENDENT = ("heady-auto",)
 
 
 def with_baseline_ratio(trace: Trace, ratio: float) -> Trace:
@@ -1219,7 +1294,8 @@ def run_all(
         "static-baseline": lambda: static_baseline(trace),
         "heady-reactive": lambda: run_heady(trace, False, knobs.resize_delay, knobs.node_room),
         "heady-predictive": lambda: run_heady(trace, True, knobs.resize_delay, knobs.node_room),
-        "vpa-like": lambda: vpa_like(trace, knobs.vpa_period, knobs.vpa_window, knobs.resize_delay),
+        "heady-auto": lambda: run_heady(trace, True, knobs.resize_delay, knobs.node_room, auto_ratio=True),
+        "vpa-like": lambda: vpa_like(trace, knobs.vpa_period, knobs.vpa_window, knobs.resize_delay.mean),
         "keda-like": lambda: keda_like(trace, knobs.keda_poll, knobs.keda_cooldown, knobs.scale_out_delay),
     }
     wanted = list(dict.fromkeys(["always-peak", *policies]))  # the reference is always measured
@@ -1285,7 +1361,7 @@ def sweep_runs(
             _levels(a) == _levels(b)
             for r in full[1:]
             for a, b in zip(base_runs, simulated[r][1], strict=True)
-            if a.policy in heady
+            if a.policy in heady and a.policy not in RATIO_DEPENDENT
         )
     )
     points = []
@@ -1296,13 +1372,22 @@ def sweep_runs(
         else:
             at = with_baseline_ratio(trace, ratio)
             runs, _ = run_all(at, knobs, [n for n in POLICIES if n not in heady])
-            priced = [reprice(r, base_trace, at) for r in base_runs if r.policy in heady] if same else []
-            if same and all(r is not None for r in priced):
-                runs += [r for r in priced if r is not None]
-                how = f"re-priced from {base_ratio:g}"
-            else:
-                runs = run_all(at, knobs)[0]
-                how = "simulated"
+            # A policy whose timeline holds other levels than peak and baseline (heady-auto moves a
+            # service's baseline) cannot be re-priced: it is simulated at this ratio.
+            priced = {
+                r.policy: reprice(r, base_trace, at) if same and r.policy not in RATIO_DEPENDENT else None
+                for r in base_runs
+                if r.policy in heady
+            }
+            again = [n for n, r in priced.items() if r is None]
+            runs += [r for r in priced.values() if r is not None]
+            if again:
+                runs += [r for r in run_all(at, knobs, again)[0] if r.policy in again]
+            how = (
+                "simulated"
+                if len(again) == len(priced)
+                else f"re-priced from {base_ratio:g}" + (f" ({', '.join(again)} simulated)" if again else "")
+            )
             order = {n: k for k, n in enumerate(POLICIES)}
             runs.sort(key=lambda r: order[r.policy])
         results = compare([account(at, r) for r in runs], resize_cost=knobs.resize_cost_core_seconds)

@@ -370,7 +370,11 @@ def test_a_sweep_re_prices_heady_only_where_that_is_what_a_simulation_gives() ->
         1200.0,
     )
     points = sweep_runs(trace, Knobs(), (0.5, 0.7, 0.9), (0.5, 0.9))
-    assert [p.heady for p in points] == ["simulated", "re-priced from 0.5", "simulated"]
+    assert [p.heady for p in points] == [
+        "simulated",
+        "re-priced from 0.5 (heady-auto simulated)",  # its ratio follows the recommendation
+        "simulated",
+    ]
     _, direct = run_all(with_baseline_ratio(trace, 0.7), Knobs())
     repriced = {r["policy"]: r for r in points[1].results}
     for r in direct:
@@ -381,3 +385,38 @@ def test_a_sweep_re_prices_heady_only_where_that_is_what_a_simulation_gives() ->
     # A node short of room lets the ratio change decisions: every ratio is simulated then.
     tight = sweep_runs(trace, Knobs(node_room=0.5), (0.5, 0.7, 0.9), (0.5, 0.9))
     assert [p.heady for p in tight] == ["simulated"] * 3
+
+
+def test_the_resize_delay_is_a_measured_distribution_or_a_constant() -> None:
+    import statistics
+
+    from benchmarks.simulate import _resize_delay
+    from benchmarks.simulation import MEASURED_RESIZE_DELAY, ResizeDelay
+
+    draw = MEASURED_RESIZE_DELAY.sampler()
+    xs = sorted(draw() for _ in range(20_000))
+    assert statistics.median(xs) == pytest.approx(MEASURED_RESIZE_DELAY.p50, rel=0.05)
+    assert xs[int(0.99 * len(xs))] == pytest.approx(MEASURED_RESIZE_DELAY.p99, rel=0.1)
+    assert statistics.fmean(xs) == pytest.approx(MEASURED_RESIZE_DELAY.mean, rel=0.05)
+    assert [MEASURED_RESIZE_DELAY.sampler()() for _ in range(3)] == [
+        MEASURED_RESIZE_DELAY.sampler()() for _ in range(3)
+    ], "seeded: runs repeat"
+    one = ResizeDelay.constant(1.0)
+    assert one.sampler()() == 1.0 and one.mean == 1.0 and one.text() == "1 s"
+    with pytest.raises(ValueError, match="p50 <= p99"):
+        ResizeDelay(0.5, 0.1)
+    assert _resize_delay("measured") is MEASURED_RESIZE_DELAY
+    assert _resize_delay("2") == ResizeDelay.constant(2.0)
+    assert (_resize_delay("0.1,0.4").p50, _resize_delay("0.1,0.4").p99) == (0.1, 0.4)
+
+
+def test_heady_auto_follows_the_recommendation_and_is_simulated_not_re_priced() -> None:
+    # 3 s visits every 100 s: each would wait for a resize, so Auto stops resizing the service.
+    events = tuple(Attention(100.0 * i, "a", 1.0, 3.0, "u") for i in range(40))
+    trace = Trace((SimService("a", 1000, GIB),), events, 4000.0)
+    runs, results = run_all(trace, Knobs(), ("heady-predictive", "heady-auto"))
+    by = {r["policy"]: r for r in results}
+    assert by["heady-auto"]["sla_violation_seconds"] < by["heady-predictive"]["sla_violation_seconds"]
+    assert by["heady-auto"]["cpu_core_seconds"] > by["heady-predictive"]["cpu_core_seconds"]
+    auto = next(r for r in runs if r.policy == "heady-auto")
+    assert auto.steps["a-0"][-1].cpu_m == 1000, "baseline raised to peak: ratio 1"
