@@ -1112,12 +1112,15 @@ async def simulate_heady(
     handle(reconcile(), t)
     events = trace.events
     i = 0
+    live: list[tuple[float, int]] = []  # (when its object is deleted, event index)
     while True:
         candidates = [trace.duration, t + next_deadline()]
         if i < len(events):
             candidates.append(events[i].start)
         if due:
             candidates.append(due[0][0])
+        if live:
+            candidates.append(live[0][0])
         t_next = min(candidates)
         if t_next >= trace.duration:
             break
@@ -1131,8 +1134,14 @@ async def simulate_heady(
             _apply(bodies[pod], target)
             ctl.on_pod("MODIFIED", kobj.from_dict(kobj.Pod, bodies[pod]))
             steps[pod].append(_step(t, target, services[svc_of[pod]]))
+        while live and live[0][0] <= t:
+            # The reporter deletes an expired AttentionSignal after the retention (0 here); its
+            # watch then drops it from the controller's state, as in the cluster.
+            _, k = heapq.heappop(live)
+            ctl.on_signal("DELETED", kobj.from_dict(kobj.CustomObject, _signal_body(k, events[k])))
         while i < len(events) and events[i].start <= t:
             ctl.on_signal("ADDED", kobj.from_dict(kobj.CustomObject, _signal_body(i, events[i])))
+            heapq.heappush(live, (events[i].end + cfg.expired_signal_retention_seconds, i))
             i += 1
         for key, entry in ctl.signals.items():
             if entry.path == "predictor":

@@ -9,9 +9,9 @@ revisit intervals (how soon attention comes back after it ends) and, when known,
   (`cooldown_from_revisits`): holding through a short absence costs its length at peak, a revisit
   longer than the cooldown costs the cooldown plus a user's wait for the resize (`wait_cost`);
 - time at peak = duty cycle + the cooldown holds (sum of min(revisit, cooldown) per observed second);
-- baseline ratio: 1 (do not resize) when resizing would cost the service's users more than the SLA
-  budget (expected share of attention below peak, below, over `sla_budget`: short, frequent visits
-  that each wait for a resize); else the usage with headroom when known, else the current ratio;
+- baseline ratio: 1 (do not resize) when, once enough revisits were seen to judge, resizing would
+  cost the service's users more than the SLA budget (expected share of attention below peak,
+  below, over `sla_budget`: short, frequent visits that each wait for a resize); else the usage with headroom when known, else the current ratio;
   always within the settings' bounds. A busy service alone is no reason to stop resizing: its
   quiet time still saves, and its users wait only on the returns its cooldown does not cover;
 - expected saving = (1 - ratio) x (1 - time at peak), a share of the service's always-peak
@@ -38,7 +38,7 @@ class Tuning:
     cooldown_min_seconds: int = 1
     cooldown_max_seconds: int = 300
     wait_cost_seconds: float = 60.0
-    actuation_delay_seconds: float = 0.5
+    actuation_delay_seconds: float = 0.25
     auto_min_ratio: float = 0.5
     auto_max_ratio: float = 1.0
     usage_headroom: float = 0.25
@@ -109,7 +109,7 @@ def recommend(
         beyond = sum(1 for g in gaps if g > cooldown) / len(gaps)
     at_peak = min(1.0, duty + held)
     violation = tuning.actuation_delay_seconds * (1 + later * beyond) / history.attended_seconds
-    if violation > tuning.sla_budget:
+    if enough and violation > tuning.sla_budget:
         ratio = 1.0
         why = (
             f"resizing would leave {violation:.1%} of attention below peak (budget {tuning.sla_budget:.0%}):"

@@ -176,6 +176,9 @@ def test_short_frequent_visits_that_would_each_wait_for_a_resize_stop_resizing()
     assert rec is not None
     assert rec.baseline_ratio == 1.0 and rec.expected_saving == 0.0 and rec.expected_violation == 0.0
     assert "budget 1%" in rec.basis
+    # Two returns are too few to judge a service by: it keeps its ratio until there are enough.
+    early = recommend(History((97.0, 97.0), 3, 9.0, 700.0), TUNING, 0.9, 30, 900)
+    assert early is not None and early.baseline_ratio == 0.9 and early.expected_violation > 0.01
 
 
 def test_a_busy_service_keeps_resizing_when_its_returns_are_covered() -> None:
