@@ -118,13 +118,23 @@ class ResizeDelay:
     def mean(self) -> float:
         return self.p50 * math.exp(self.sigma**2 / 2)
 
-    def sampler(self) -> Callable[[], float]:
+    def sampler(self) -> Callable[[str], float]:
+        """Draws the delay of a pod's next resize. Each pod has its own seeded stream, so two
+        policies that resize a pod in the same order see the same delays (common random numbers:
+        their difference is theirs, not the draw's)."""
         if self.sigma == 0.0:
-            return lambda: self.p50
-        rng = random.Random(self.seed)
+            return lambda pod: self.p50
+        streams: dict[str, random.Random] = {}
         mu, sigma = math.log(self.p50), self.sigma
-        # Capped far past the p99: a resize that never lands is a timeout, not a delay.
-        return lambda: min(60.0, rng.lognormvariate(mu, sigma))
+
+        def draw(pod: str) -> float:
+            rng = streams.get(pod)
+            if rng is None:
+                rng = streams[pod] = random.Random(f"{self.seed}/{pod}")
+            # Capped far past the p99: a resize that never lands is a timeout, not a delay.
+            return min(60.0, rng.lognormvariate(mu, sigma))
+
+        return draw
 
     def text(self) -> str:
         if self.sigma == 0.0:
@@ -1106,7 +1116,7 @@ async def simulate_heady(
             inflight[pod] = d.target
             resizes += 1
             seq += 1
-            heapq.heappush(due, (t + draw(), seq, pod, d.target))
+            heapq.heappush(due, (t + draw(pod), seq, pod, d.target))
 
     t = 0.0
     handle(reconcile(), t)
@@ -1193,16 +1203,20 @@ def causes(
     """Why each service of `plan` is (or may be) short of peak, as a cause key (CAUSE_LABELS).
 
     Derived from the planner's decisions alone: granted -> the resize is on its way, unless a pod
-    was held at baseline (its pod reason, e.g. NodeCapacity); waiting for a slot or room that a
-    predicted escalation holds -> PredictionHeldSlot; any other reason is kept as the planner
-    names it, so a new one shows up as itself instead of breaking the simulator.
+    was held at baseline (its pod reason, e.g. NodeCapacity); any other reason is kept as the
+    planner names it, so a new one shows up as itself instead of breaking the simulator.
+
+    A wait is blamed on prediction (PredictionHeldSlot) only where a prediction made it: waiting
+    for a high-priority slot while a prediction alone holds one, or for node room (allocatable
+    `node_room`) that the free room plus what predicted escalations hold would have covered.
 
     A rest (MaxPeakTime) is split by whether it shared anything: it did when the service is
     high-priority and, without it, `max_high` other high-priority services want peak (one waits, or
-    took its slot), or when the node (allocatable `node_room`) lacks the room for its pods' peak
-    with everything else as planned. Otherwise nothing waited and the rest only cost attention."""
+    took its slot), or when the node lacks the room for its pods' peak with everything else as
+    planned. Otherwise nothing waited and the rest only cost attention."""
     out: dict[str, str] = {}
-    predicted = False  # a prediction alone holds a high-priority slot
+    predicted_high = False  # a prediction alone holds a high-priority slot
+    predicted: set[str] = set()  # services at (or going to) peak on a prediction alone
     high_wanting: set[str] = set()
     for key, d in plan.services.items():
         svc = services.get(key[1])
@@ -1210,8 +1224,9 @@ def causes(
         if high and d.wants_peak:
             high_wanting.add(key[1])
         sig = getattr(d, "signal", None)
-        if d.granted and high and sig is not None and getattr(sig, "source", None) == PREDICTOR:
-            predicted = True
+        if d.granted and sig is not None and getattr(sig, "source", None) == PREDICTOR:
+            predicted.add(key[1])
+            predicted_high = predicted_high or high
         if not d.granted:
             out[key[1]] = str(d.reason)
             continue
@@ -1224,22 +1239,39 @@ def causes(
         out[key[1]] = (
             str(Reason.NODE_CAPACITY) if str(Reason.NODE_CAPACITY) in held else min(held, default=ACTUATING)
         )
-    if str(Reason.NODE_CAPACITY) in out.values():
-        # Node room is shared by everyone escalated; a predicted escalation holds some of it.
-        predicted = predicted or any(
-            d.granted and getattr(getattr(d, "signal", None), "source", None) == PREDICTOR
-            for d in plan.services.values()
-        )
     free: tuple[int, int] | None = None
-    if node_room is not None and str(Reason.MAX_PEAK_TIME) in out.values():
+    if node_room is not None and any(
+        why in (str(Reason.MAX_PEAK_TIME), str(Reason.NODE_CAPACITY)) for why in out.values()
+    ):
         used = [pod_requests(pd.target) for pd in plan.pods.values()]
         free = (
             (node_room.cpu or 0) - sum(u.cpu or 0 for u in used),
             (node_room.memory or 0) - sum(u.memory or 0 for u in used),
         )
+
+    def extra(name: str, pods: int | None = None) -> tuple[int, int]:
+        svc = services[name]
+        n = svc.replicas if pods is None else pods
+        return (
+            (svc.peak_cpu_m - (svc.baseline.cpu or 0)) * n,
+            (svc.peak_memory - (svc.baseline.memory or 0)) * n,
+        )
+
+    def at_baseline(name: str) -> int:
+        d = next((d for k, d in plan.services.items() if k[1] == name), None)
+        return d.pods_total - d.pods_at_peak if d is not None else 0
+
+    held_by_predictions = (0, 0)
+    for name in predicted:
+        e = extra(name, plan_pods_at_peak(plan, name))
+        held_by_predictions = (held_by_predictions[0] + e[0], held_by_predictions[1] + e[1])
     for name, why in out.items():
-        if why in WAITING and predicted:
+        if why == str(Reason.HIGH_PRIORITY_LIMIT) and predicted_high:
             out[name] = PREDICTION_HELD_SLOT
+        elif why == str(Reason.NODE_CAPACITY) and predicted and free is not None and name in services:
+            need = extra(name, at_baseline(name) or services[name].replicas)
+            if free[0] + held_by_predictions[0] >= need[0] and free[1] + held_by_predictions[1] >= need[1]:
+                out[name] = PREDICTION_HELD_SLOT
         elif why == str(Reason.MAX_PEAK_TIME):
             svc = services.get(name)
             shared = False
@@ -1247,11 +1279,14 @@ def causes(
                 if PriorityLevel(svc.priority).is_high:
                     shared = len(high_wanting - {name}) >= max_high
                 if free is not None and not shared:
-                    extra_cpu = (svc.peak_cpu_m - (svc.baseline.cpu or 0)) * svc.replicas
-                    extra_mem = (svc.peak_memory - (svc.baseline.memory or 0)) * svc.replicas
-                    shared = free[0] < extra_cpu or free[1] < extra_mem
+                    e = extra(name)
+                    shared = free[0] < e[0] or free[1] < e[1]
             out[name] = REST_OTHERS_WAITING if shared else REST_NOTHING_WAITING
     return out
+
+
+def plan_pods_at_peak(plan: Plan, service: str) -> int:
+    return sum(d.pods_at_peak for k, d in plan.services.items() if k[1] == service)
 
 
 # ---------------------------------------------------------------- all policies
