@@ -721,6 +721,54 @@ def sensitivity(trace: Trace, knobs: Knobs, delays: Sequence[float]) -> list[dic
     return out
 
 
+ROBUSTNESS_SEEDS = (1, 2, 3, 4, 5, 6, 7, 8)
+ROBUSTNESS_NODE_ROOMS = (1.0, 0.6)
+
+
+def robustness(trace: Trace, knobs: Knobs, rooms: Sequence[float]) -> list[dict[str, Any]]:
+    """heady-predictive against heady-reactive on one trace at several node rooms (issue 16: never
+    worse by more than TARGET_PREDICTIVE_SLACK points on any trace)."""
+    out = []
+    for room in rooms:
+        _, results = run_all(trace, dataclasses.replace(knobs, node_room=room), HEADY[:2])
+        p = {r["policy"]: r for r in results}
+        react, pred = p["heady-reactive"], p["heady-predictive"]
+        out.append(
+            {
+                "trace": trace.name,
+                "node_room": room,
+                "reactive_sla_pct": react["sla_violation_pct"],
+                "predictive_sla_pct": pred["sla_violation_pct"],
+                "gap_points": pred["sla_violation_pct"] - react["sla_violation_pct"],
+                "precision": pred.get("prediction_precision"),
+                "issued": (pred.get("predictions") or {}).get("issued", 0),
+            }
+        )
+    return out
+
+
+def _robustness_section(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    worst = max(rows, key=lambda r: r["gap_points"])
+    lines = [
+        "## Prediction across seeds and node room",
+        "",
+        f"heady-predictive minus heady-reactive, SLA-violation points, on {len(rows)} runs (generated traces of "
+        "several seeds, node room 1 = never short, 0.6 = room for 60% of the peak extra). Target: never above "
+        f"+{TARGET_PREDICTIVE_SLACK:g}. Worst: {worst['gap_points']:+.3f} ({worst['trace']}, node room "
+        f"{worst['node_room']:g}): {_met(worst['gap_points'] <= TARGET_PREDICTIVE_SLACK)}.",
+        "",
+        "| trace | node room | reactive SLA % | predictive SLA % | predictive - reactive | issued | precision |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        prec = r["precision"]
+        lines.append(
+            f"| {r['trace']} | {r['node_room']:g} | {r['reactive_sla_pct']:.3f}% | {r['predictive_sla_pct']:.3f}% "
+            f"| {r['gap_points']:+.3f} | {r['issued']} | {'n/a' if prec is None else f'{prec:.2f}'} |"
+        )
+    return [*lines, ""]
+
+
 def _sensitivity_section(rows: Sequence[tuple[str, float, list[dict[str, Any]]]]) -> list[str]:
     lines = [
         "## Sensitivity to the actuation delay",
@@ -748,6 +796,7 @@ def suite_markdown(
     entries: list[tuple[str, float, dict[str, Any]]],
     date: str,
     delays: Sequence[tuple[str, float, list[dict[str, Any]]]] = (),
+    spread: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """One table of what issue 16 asks to measure, for both profiles at both ratios."""
     lines = [
@@ -818,6 +867,8 @@ def suite_markdown(
     lines.append("")
     if delays:
         lines += _sensitivity_section(delays)
+    if spread:
+        lines += _robustness_section(spread)
     return "\n".join(lines)
 
 
@@ -920,12 +971,13 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     ratio = 0.9 if args.baseline_ratio is None else args.baseline_ratio
 
-    def generated(profile: str) -> Trace:
+    def generated(profile: str, seed: int | None = None) -> Trace:
+        seed = args.seed if seed is None else seed
         if profile == "browsing":
             # --users scales the host count: a browsing day has many more hosts than a team has users.
-            shape = BrowsingShape(seed=args.seed, hours=args.hours, hosts=10 * args.users)
+            shape = BrowsingShape(seed=seed, hours=args.hours, hosts=10 * args.users)
             return with_baseline_ratio(generate_browsing_trace(shape), ratio)
-        shape = TraceShape(seed=args.seed, hours=args.hours, users=args.users, spikes=args.spikes)
+        shape = TraceShape(seed=seed, hours=args.hours, users=args.users, spikes=args.spikes)
         return with_baseline_ratio(generate_trace(shape), ratio)
 
     single = (
@@ -954,7 +1006,16 @@ def main() -> None:
         (out / "simulate-sensitivity.json").write_text(
             json.dumps([{"trace": n, "ratio": r, "points": p} for n, r, p in delays], indent=2) + "\n"
         )
-        text = suite_markdown(entries, datetime.now(UTC).isoformat(timespec="seconds"), delays)
+        seeds = (args.seed,) if args.quick else ROBUSTNESS_SEEDS
+        rooms = (1.0,) if args.quick else ROBUSTNESS_NODE_ROOMS
+        spread = [
+            row
+            for profile in ("workday", "browsing")
+            for seed in seeds
+            for row in robustness(generated(profile, seed), knobs, rooms)
+        ]
+        (out / "simulate-robustness.json").write_text(json.dumps(spread, indent=2) + "\n")
+        text = suite_markdown(entries, datetime.now(UTC).isoformat(timespec="seconds"), delays, spread)
         (out / "simulate-summary.md").write_text(text)
         print(text)
         say(f"results in {out}")
