@@ -548,7 +548,9 @@ def load_trace_csv(
     attrs_of: dict[str, dict[str, Any]] = {}
     report = LoadReport()
     events = []
-    with path.open(newline="") as fh:
+    # utf-8-sig: spreadsheets save a byte-order mark that would glue itself to the first column's
+    # name; bytes that are not UTF-8 become U+FFFD, so such a row is refused by name, not a crash.
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as fh:
         reader = csv.DictReader(fh)
         header = [c.strip() for c in reader.fieldnames or []]
         missing = [c for c in REQUIRED_COLUMNS if c not in header]
@@ -581,8 +583,10 @@ def load_trace_csv(
                 report.without_user += 1
             report.accepted += 1
             events.append(ev)
-    if report.rows and not events:
-        why = "; ".join(f"{n} x {r}" for r, n in report.refused.most_common(3))
+    if not events:
+        why = (
+            "; ".join(f"{n} x {r}" for r, n in report.refused.most_common(3)) or "the file has a header only"
+        )
         raise ValueError(f"{path}: no usable attention rows ({why})")
     for name in dict.fromkeys(e.service for e in events):  # in file order
         base = known.get(name) or dataclasses.replace(default, name=name)

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.append(str(Path(__file__).resolve().parents[2]))  # appended: stdlib `operator` must win
@@ -44,6 +45,8 @@ class Counts:
     days: int
     functions: int = 0
     skipped_trigger: int = 0
+    bad_cells: int = 0
+    bad_examples: list[str] = field(default_factory=list)
 
 
 def read_counts(files: Iterable[Path], by: str = "app", trigger: str | None = None) -> Counts:
@@ -68,9 +71,30 @@ def read_counts(files: Iterable[Path], by: str = "app", trigger: str | None = No
                 series = counts.setdefault(key, [0] * (MINUTES * len(paths)))
                 for m in range(1, MINUTES + 1):
                     raw = (row.get(str(m)) or "").strip()
-                    if raw:
-                        series[day * MINUTES + m - 1] += int(float(raw))
+                    if not raw:
+                        continue
+                    n = _count(raw)
+                    if n is None:
+                        # One bad cell costs that minute, not the file: counted and reported.
+                        out.bad_cells += 1
+                        if len(out.bad_examples) < 3:
+                            out.bad_examples.append(
+                                f"{path.name} line {reader.line_num} minute {m}: {raw[:20]!r}"
+                            )
+                        continue
+                    series[day * MINUTES + m - 1] += n
     return out
+
+
+def _count(raw: str) -> int | None:
+    """An invocation count (a non-negative whole number, '3' or '3.0'), or None."""
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    if not math.isfinite(value) or value < 0 or value != int(value):
+        return None
+    return int(value)
 
 
 def names(keys: Iterable[str], prefix: str) -> dict[str, str]:
@@ -138,6 +162,12 @@ def main(argv: list[str] | None = None) -> int:
         print("no attended minute in the input", file=sys.stderr)
         return 1
     write_rows(rows, args.output, users=False)
+    if counts.bad_cells:
+        print(
+            f"{counts.bad_cells} cell(s) not a count (a non-negative whole number), left out: "
+            + "; ".join(counts.bad_examples),
+            file=sys.stderr,
+        )
     print(
         f"{counts.functions} functions ({counts.skipped_trigger} skipped by trigger) over {counts.days} day(s): "
         f"{len({r.service for r in rows})} services -> {len(rows)} rows in {args.output}",

@@ -109,6 +109,16 @@ def test_a_file_with_nothing_usable_or_without_a_required_column_is_an_error(tmp
         load_trace_csv(_csv(tmp_path, "time,service,duration\n-5,web,10\n"))
     with pytest.raises(ValueError, match=r"missing column.*duration"):
         load_trace_csv(_csv(tmp_path, "time,service\n0,web\n"))
+    with pytest.raises(ValueError, match=r"no usable attention rows \(the file has a header only\)"):
+        load_trace_csv(_csv(tmp_path, "time,service,duration\n"))
+
+
+def test_a_spreadsheet_byte_order_mark_and_bytes_that_are_not_utf8_are_no_crash(tmp_path: Path) -> None:
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbftime,service,duration\n0,web,10\n1,w\xffb,10\n")
+    trace = load_trace_csv(path)
+    assert [e.service for e in trace.events] == ["web"]
+    assert trace.load is not None and trace.load.refused.total() == 1
 
 
 def test_sub_threshold_rows_are_not_demand(tmp_path: Path) -> None:

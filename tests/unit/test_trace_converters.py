@@ -91,7 +91,7 @@ def test_access_log_options(tmp_path: Path) -> None:
     assert clf.main([str(empty), "-o", str(out)]) == 1
 
 
-def _invocations(path: Path, rows: list[tuple[str, str, str, str, dict[int, int]]]) -> Path:
+def _invocations(path: Path, rows: list[tuple[str, str, str, str, dict[int, int | str]]]) -> Path:
     header = ["HashOwner", "HashApp", "HashFunction", "Trigger", *map(str, range(1, 1441))]
     lines = [",".join(header)]
     for owner, app, fn, trigger, counts in rows:
@@ -164,3 +164,15 @@ def test_a_file_that_is_not_per_minute_counts_is_refused(tmp_path: Path) -> None
     with pytest.raises(ValueError, match="missing column"):
         invocations.read_counts([bad])
     assert invocations.main([str(bad), "-o", str(tmp_path / "out.csv")]) == 1
+
+
+def test_a_cell_that_is_not_a_count_costs_its_minute_not_the_file(tmp_path: Path) -> None:
+    day = _invocations(
+        tmp_path / "d01.csv",
+        [("o", APP_A, "f1", "http", {1: "x", 2: -3, 3: "1.5", 4: "nan", 5: "2.0", 6: 1})],
+    )
+    counts = invocations.read_counts([day])
+    assert counts.bad_cells == 4
+    assert counts.bad_examples[0].endswith("minute 1: 'x'")
+    assert counts.by_service[APP_A][:6] == [0, 0, 0, 0, 2, 1]
+    assert invocations.main([str(day), "-o", str(tmp_path / "out.csv")]) == 0
