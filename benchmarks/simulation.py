@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import dataclasses
+import functools
 import heapq
 import math
 import random
@@ -1197,6 +1198,11 @@ def run_heady(
     return asyncio.run(simulate_heady(trace, prediction, delay, settings, node_room, auto_ratio))
 
 
+@functools.cache
+def _is_high(priority: str) -> bool:
+    return PriorityLevel(priority).is_high
+
+
 def causes(
     plan: Plan,
     services: Mapping[str, SimService],
@@ -1224,7 +1230,7 @@ def causes(
     high_wanting: set[str] = set()
     for key, d in plan.services.items():
         svc = services.get(key[1])
-        high = svc is not None and PriorityLevel(svc.priority).is_high
+        high = svc is not None and _is_high(svc.priority)
         if high and d.wants_peak:
             high_wanting.add(key[1])
         sig = getattr(d, "signal", None)
@@ -1280,7 +1286,7 @@ def causes(
             svc = services.get(name)
             shared = False
             if svc is not None:
-                if PriorityLevel(svc.priority).is_high:
+                if _is_high(svc.priority):
                     shared = len(high_wanting - {name}) >= max_high
                 if free is not None and not shared:
                     e = extra(name)
