@@ -172,6 +172,12 @@ while [ "$#" -ge 4 ]; do
   unset GIT_SSH_COMMAND GIT_ASKPASS
   if [ -n "$cred" ]; then
     c="$creds/$cred"
+    # The Secret is mounted optional: missing, it is an empty directory, and the clone says so
+    # now instead of the pod waiting in ContainerCreating until the Job's deadline.
+    if [ ! -f "$c/ssh-privatekey" ] && [ ! -f "$c/username" ]; then
+      echo "its credentialsSecret is missing in the session's namespace, or holds neither username/password nor ssh-privatekey" > "$err"
+      fail "$name"
+    fi
     if [ -f "$c/ssh-privatekey" ]; then
       install -m 600 "$c/ssh-privatekey" "$tmp/key-$cred"
       hosts="-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=$tmp/known_hosts"
@@ -232,7 +238,13 @@ def build_clone_job(session: WorkspaceSession, params: WorkspaceParams, name: st
                 {
                     "name": f"credentials-{index}",
                     # 0440 + fsGroup: readable by the clone's uid, and ssh accepts a key it does not own.
-                    "secret": {"secretName": repo.credentials_secret, "defaultMode": 0o440},
+                    # optional: a missing Secret fails the clone at once with a message
+                    # (CLONE_SCRIPT) rather than leaving the pod unmountable until the deadline.
+                    "secret": {
+                        "secretName": repo.credentials_secret,
+                        "defaultMode": 0o440,
+                        "optional": True,
+                    },
                 }
             )
             mounts.append(

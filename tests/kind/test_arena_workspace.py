@@ -333,6 +333,28 @@ def test_a_bad_url_is_degraded_with_gits_message_and_leaves_nothing(
     wait_for(lambda: not leftovers(cluster, ns, uid, "bad"), "no Job, pod or PVC left", timeout=60)
 
 
+def test_a_missing_credentials_secret_is_degraded_at_once_not_at_the_deadline(
+    cluster: Cluster, operator: OperatorProcess, ns: str, volumes: list[str]
+) -> None:
+    volumes += prepare_volumes(cluster, ns, ["locked"])
+    body = session("locked", ns, "https://git-server.invalid/private.git")
+    body["spec"]["repos"][0]["credentialsSecret"] = "no-such-secret"
+    cluster.apply(body)
+    obj = wait_for(
+        lambda: (
+            (s := cluster.get("arenasessions", ns, "locked"))
+            and (c := condition(s, "Degraded"))
+            and c["status"] == "True"
+            and s
+        ),
+        "the session Degraded",
+        timeout=180,  # the clone Job's deadline is 600 s: this must come from the clone, not the deadline
+    )
+    degraded = condition(obj, "Degraded")
+    assert degraded["reason"] == "CloneFailed"
+    assert degraded["message"].startswith("repo web: its credentialsSecret is missing"), degraded["message"]
+
+
 def test_deleting_a_session_mid_clone_cleans_up(
     cluster: Cluster, operator: OperatorProcess, ns: str, server: tuple[str, str], volumes: list[str]
 ) -> None:

@@ -165,6 +165,7 @@ def test_clone_job_mounts_the_claim_and_credentials_and_runs_restricted() -> Non
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["workspace"]["persistentVolumeClaim"] == {"claimName": "s1-workspace"}
     assert volumes["credentials-0"]["secret"]["secretName"] == "a-creds"
+    assert volumes["credentials-0"]["secret"]["optional"] is True, "missing: the clone says so at once"
     assert volumes["credentials-1"]["secret"]["secretName"] == "c-key"
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     assert mounts == {
@@ -414,6 +415,24 @@ def test_the_clone_script_reports_a_missing_branch(tmp_path: Path) -> None:
     a, _ = _origin(tmp_path, "a", "main")
     code, message = _run_script(tmp_path, ["s1", "a", f"file://{a}", "nope", ""])
     assert code == 1 and message.startswith("repo a:") and "nope" in message
+
+
+def test_the_clone_script_says_when_a_repos_credentials_secret_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, _ = _origin(tmp_path, "a", "main")
+    creds = tmp_path / "credentials" / "0"
+    creds.mkdir(parents=True)  # what an optional Secret that does not exist mounts as
+    monkeypatch.setenv("HEADY_CREDENTIALS", str(creds.parent))
+    code, message = _run_script(tmp_path, ["s1", "a", f"file://{a}", "main", "0"])
+    assert code == 1
+    assert message.startswith("repo a: its credentialsSecret is missing"), message
+    assert not (tmp_path / "ws" / "a").exists()
+    # With a username and password in it, the same clone goes ahead (file:// asks for neither).
+    (creds / "username").write_text("u")
+    (creds / "password").write_text("p")
+    code, message = _run_script(tmp_path, ["s1", "a", f"file://{a}", "main", "0"])
+    assert code == 0, message
 
 
 # --- the controller's conditions ----------------------------------------------------------------
