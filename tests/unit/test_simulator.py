@@ -205,7 +205,8 @@ def test_generated_traces_are_seeded() -> None:
 
 
 def test_csv_round_trip(tmp_path: Path) -> None:
-    trace = generate_trace(TraceShape(seed=5, hours=0.2, users=2, spikes=0))
+    trace = generate_trace(TraceShape(seed=5, hours=0.5, users=2, spikes=0))
+    assert trace.events  # (a file of no rows is refused: nothing to replay)
     path = tmp_path / "trace.csv"
     write_trace_csv(trace, path)
     again = load_trace_csv(path, services=trace.services, duration=trace.duration)
