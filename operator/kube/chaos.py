@@ -270,30 +270,38 @@ async def restore(kube: Kube, namespace: str, session: str, experiment: str | No
         selector += f",{LABEL_EXPERIMENT}={experiment}"
     policies = await kube.networking.list_namespaced_network_policy(namespace, label_selector=selector)
     for policy in policies.items:
-        try:
-            await kube.networking.delete_namespaced_network_policy(policy.metadata.name, namespace)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        await _delete_policy(kube, policy.metadata.name, namespace)
         out.policies.append(policy.metadata.name)
     for node in await cordoned_nodes(kube):
         owner = (node.metadata.annotations or {}).get(ANNOTATION_CORDONED_BY)
-        if not _owner_matches(owner, namespace, session, experiment):
-            continue
-        try:
-            await kube.core.patch_node(
-                node.metadata.name,
-                uncordon_patch(),
-                _content_type=MERGE_PATCH,  # type: ignore[call-arg]
-            )
-        except ApiException as exc:
-            if exc.status == 403:
-                out.forbidden.append(node.metadata.name)
-                continue
-            if exc.status != 404:
-                raise
-        out.nodes.append(node.metadata.name)
+        if _owner_matches(owner, namespace, session, experiment):
+            await _uncordon(kube, node.metadata.name, out)
     return out
+
+
+async def _delete_policy(kube: Kube, name: str, namespace: str) -> None:
+    try:
+        await kube.networking.delete_namespaced_network_policy(name, namespace)
+    except ApiException as exc:
+        if exc.status != 404:  # already gone: restored all the same
+            raise
+
+
+async def _uncordon(kube: Kube, node: str, out: Restored) -> None:
+    """Uncordon a node heady cordoned, noting it in `out` (or as forbidden without RBAC on nodes)."""
+    try:
+        await kube.core.patch_node(
+            node,
+            uncordon_patch(),
+            _content_type=MERGE_PATCH,  # type: ignore[call-arg]
+        )
+    except ApiException as exc:
+        if exc.status == 403:
+            out.forbidden.append(node)
+            return
+        if exc.status != 404:
+            raise
+    out.nodes.append(node)
 
 
 async def restore_expired(kube: Kube, now: datetime, grace_seconds: float, instance: str) -> Restored:
@@ -318,11 +326,7 @@ async def restore_expired(kube: Kube, now: datetime, grace_seconds: float, insta
         _, _, session = ((meta.annotations or {}).get(ANNOTATION_SESSION_REF) or "").partition("/")
         if not await ours(meta.namespace, session or (meta.labels or {}).get(LABEL_SESSION, "")):
             continue
-        try:
-            await kube.networking.delete_namespaced_network_policy(meta.name, meta.namespace)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        await _delete_policy(kube, meta.name, meta.namespace)
         out.policies.append(f"{meta.namespace}/{meta.name}")
     for node in await cordoned_nodes(kube):
         annotations = node.metadata.annotations or {}
@@ -331,19 +335,7 @@ async def restore_expired(kube: Kube, now: datetime, grace_seconds: float, insta
         parts = (annotations.get(ANNOTATION_CORDONED_BY) or "").split("/")
         if len(parts) == 3 and not await ours(parts[0], parts[1]):
             continue
-        try:
-            await kube.core.patch_node(
-                node.metadata.name,
-                uncordon_patch(),
-                _content_type=MERGE_PATCH,  # type: ignore[call-arg]
-            )
-        except ApiException as exc:
-            if exc.status == 403:
-                out.forbidden.append(node.metadata.name)
-                continue
-            if exc.status != 404:
-                raise
-        out.nodes.append(node.metadata.name)
+        await _uncordon(kube, node.metadata.name, out)
     return out
 
 

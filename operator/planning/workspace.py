@@ -469,9 +469,8 @@ def plan_workspace(
     if obs.claim_exists and obs.claim_owned == session.retain:
         actions.append(WorkspaceAction(Do.DISOWN_CLAIM if session.retain else Do.OWN_CLAIM, claim))
 
-    if same_repos and prev_phase == Phase.FAILED.value:
-        # Not retried for the same repos: git would say the same; a changed spec retries.
-        message = str(prev.get("message") or "the clone failed")
+    def failed(message: str, event: tuple[str, str, str] | None) -> WorkspacePlan:
+        """The clone failed: its Job goes, and the claim unless retained; Degraded with git's words."""
         if job_name in obs.jobs:
             actions.append(WorkspaceAction(Do.DELETE_JOB, job_name))
         if obs.claim_exists and not session.retain:
@@ -482,7 +481,13 @@ def plan_workspace(
             _repos_status(session, {}, None),
             (False, "CloneFailed", message),
             problem=message,
+            event=event,
         )
+
+    if same_repos and prev_phase == Phase.FAILED.value:
+        # Not retried for the same repos: git would say the same; a changed spec retries. The
+        # Event was posted when it failed.
+        return failed(str(prev.get("message") or "the clone failed"), None)
     if same_repos and prev_phase == Phase.READY.value and obs.claim_exists:
         return WorkspacePlan(
             tuple(actions),
@@ -525,14 +530,4 @@ def plan_workspace(
             event=entered(Phase.READY, "WorkspaceReady", message),
         )
     message = (job.message.strip() or "the clone Job failed")[:MESSAGE_LIMIT]
-    actions.append(WorkspaceAction(Do.DELETE_JOB, job_name))
-    if obs.claim_exists and not session.retain:
-        actions.append(WorkspaceAction(Do.DELETE_CLAIM, claim))
-    return WorkspacePlan(
-        tuple(actions),
-        status(Phase.FAILED, message, None),
-        _repos_status(session, {}, None),
-        (False, "CloneFailed", message),
-        problem=message,
-        event=("CloneFailed", message, "Warning"),
-    )
+    return failed(message, ("CloneFailed", message, "Warning"))
