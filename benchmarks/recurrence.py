@@ -68,7 +68,7 @@ def traces(quick: bool) -> dict[str, Callable[[], Trace]]:
     if quick:
         return {
             "workday": lambda: generate_trace(TraceShape(hours=1.0, users=6, spikes=1)),
-            "week": lambda: generate_week_trace(WeekShape(days=2, hours=1.0, users=6, spikes=1)),
+            "week": lambda: generate_week_trace(WeekShape(days=4, hours=1.0, users=6, spikes=1)),
         }
     return {
         "workday": lambda: generate_trace(TraceShape()),
@@ -78,19 +78,22 @@ def traces(quick: bool) -> dict[str, Callable[[], Trace]]:
     }
 
 
-def variant(trace: Trace, name: str, **settings: Any) -> Run:
-    if name == "heady-reactive":
-        run = run_heady(trace, False, prediction_recurrence=False, **settings)
+def variant(trace: Trace, name: str, delay: float | None, **settings: Any) -> Run:
+    """One heady variant; `delay` None: the simulator's own default actuation delay."""
+    predictive = name != "heady-reactive"
+    settings["prediction_recurrence"] = name == "heady-recurrence"
+    if delay is None:
+        run = run_heady(trace, predictive, **settings)
     else:
-        run = run_heady(trace, True, prediction_recurrence=name == "heady-recurrence", **settings)
+        run = run_heady(trace, predictive, delay, **settings)
     return dataclasses.replace(run, policy=name)
 
 
-def measure(trace: Trace, settings: dict[str, Any]) -> list[dict[str, Any]]:
+def measure(trace: Trace, settings: dict[str, Any], delay: float | None) -> list[dict[str, Any]]:
     runs = [always_peak(trace), oracle(trace)]
     for name in VARIANTS:
         started = time.perf_counter()
-        runs.append(variant(trace, name, **settings))
+        runs.append(variant(trace, name, delay, **settings))
         say(f"{trace.name}: {name} in {time.perf_counter() - started:.1f} s")
     return compare([account(trace, r) for r in runs])
 
@@ -111,7 +114,13 @@ def markdown(data: dict[str, Any]) -> str:
     lines = [
         f"# Time-of-day recurrence: does it pay? ({data['date']})",
         "",
-        f"Baseline ratio {data['ratio']:g}. heady-predictive: the transition model only; heady-recurrence: "
+        f"Baseline ratio {data['ratio']:g}, actuation delay "
+        + (
+            f"{data['resize_delay_s']:g} s"
+            if data["resize_delay_s"] is not None
+            else "the simulator's default"
+        )
+        + f". heady-predictive: the transition model only; heady-recurrence: "
         f"the same plus time-of-day recurrence (bucket {s['recurrence_bucket_seconds']} s, at least "
         f"{s['recurrence_min_days']} of the last {s['recurrence_days']} observed days, spread "
         f"{s['recurrence_spread_buckets']} bucket(s), lead {s['recurrence_lead_seconds']:g} s). "
@@ -148,10 +157,17 @@ def markdown(data: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="short traces into a temp dir: seconds")
     parser.add_argument("--profile", choices=PROFILES, action="append", help="only these (repeatable)")
     parser.add_argument("--baseline-ratio", type=float, default=0.9)
+    parser.add_argument(
+        "--resize-delay",
+        type=float,
+        help="seconds from a planned resize to its effect (default: the simulator's)",
+    )
     parser.add_argument("--out", type=Path, help="where results go (default benchmarks/results)")
     parser.add_argument(
         "--set",
@@ -182,6 +198,7 @@ def main() -> None:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "ratio": args.baseline_ratio,
+        "resize_delay_s": args.resize_delay,
         "settings": {
             k: getattr(cfg, k)
             for k in Settings.model_fields
@@ -192,7 +209,7 @@ def main() -> None:
     for profile in chosen:
         trace = with_baseline_ratio(available[profile](), args.baseline_ratio)
         say(f"{profile}: {len(trace.events)} events, {trace.duration / 3600:.3g} h")
-        results = measure(trace, settings)
+        results = measure(trace, settings, args.resize_delay)
         data["profiles"][profile] = {
             "trace": {
                 "name": trace.name,
@@ -201,9 +218,11 @@ def main() -> None:
                 "events": len(trace.events),
                 "users": len({e.user for e in trace.events if e.user}),
             },
-            "policies": [{k: v for k, v in r.items()} for r in results],
+            "policies": results,
         }
     stem = "recurrence" if not args.profile else "recurrence-" + "-".join(chosen)
+    if args.resize_delay is not None:
+        stem += f"-delay{args.resize_delay:g}"
     (out / f"{stem}.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
     text = markdown(data)
     (out / f"{stem}.md").write_text(text)

@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/simulate.py                       # the full run (--suite, below)
     .venv/bin/python benchmarks/simulate.py --profile workday     # generated 8 h working day, one report
     .venv/bin/python benchmarks/simulate.py --profile browsing    # generated browsing day (sticky, many hosts)
+    .venv/bin/python benchmarks/simulate.py --profile week        # five working days with users' daily habits
+    .venv/bin/python benchmarks/simulate.py --profile invocations # seven days of anonymous invocations
     .venv/bin/python benchmarks/simulate.py --profile browsing --baseline-ratio 0.5
     .venv/bin/python benchmarks/simulate.py --profile workday --sweep   # saving vs SLA frontier, ratios 0.5..0.95
     .venv/bin/python benchmarks/simulate.py --suite               # both profiles: sweeps, reports at 0.9 and 0.5, summary
@@ -37,15 +39,19 @@ from benchmarks.simulation import (
     GIB,
     POLICIES,
     BrowsingShape,
+    InvocationShape,
     Knobs,
     Run,
     SimService,
     Trace,
     TraceShape,
+    WeekShape,
     attention_by_service,
     cause_label,
     generate_browsing_trace,
+    generate_invocation_trace,
     generate_trace,
+    generate_week_trace,
     length,
     load_trace_csv,
     merge,
@@ -751,7 +757,9 @@ def main() -> None:
     )
     parser.add_argument("--trace", type=Path, help="a trace CSV (benchmarks/traces/README.md)")
     parser.add_argument(
-        "--profile", choices=("workday", "browsing"), help="generated trace shape (one report)"
+        "--profile",
+        choices=("workday", "browsing", "week", "invocations"),
+        help="generated trace shape (one report); week and invocations span several days",
     )
     parser.add_argument(
         "--baseline-ratio",
@@ -821,6 +829,11 @@ def main() -> None:
     ratio = 0.9 if args.baseline_ratio is None else args.baseline_ratio
 
     def generated(profile: str) -> Trace:
+        if profile == "week":
+            week = WeekShape(seed=args.seed, hours=args.hours, users=args.users, spikes=args.spikes)
+            return with_baseline_ratio(generate_week_trace(week), ratio)
+        if profile == "invocations":
+            return with_baseline_ratio(generate_invocation_trace(InvocationShape(seed=args.seed)), ratio)
         if profile == "browsing":
             # --users scales the host count: a browsing day has many more hosts than a team has users.
             shape = BrowsingShape(seed=args.seed, hours=args.hours, hosts=10 * args.users)

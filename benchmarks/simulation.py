@@ -417,7 +417,7 @@ class InvocationShape:
     others are invoked at random (bursts of 1-10 minutes, `bursts_per_hour` on average)."""
 
     seed: int = 7
-    days: int = 4
+    days: int = 7
     apps: int = 16
     scheduled: int = 6
     run_probability: float = 0.9

@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     recurrence_days: int = Field(default=14, ge=1, le=60)
     recurrence_min_days: int = Field(default=3, ge=1, le=60)
     recurrence_spread_buckets: int = Field(default=1, ge=0, le=12)
+    # ... and at this many times the share of days of the service's average bucket (1: off).
+    recurrence_min_lift: float = Field(default=2.0, ge=1.0, le=100.0)
     recurrence_lead_seconds: float = Field(default=30.0, ge=0.0, le=3600.0)
     # Cooldowns sized from each service's revisit intervals once it has this many: the one that
     # costs least, holding peak through short absences (their length) against a user's wait on

@@ -58,6 +58,17 @@ class Habit:
 
 
 @dataclass(frozen=True)
+class Judge:
+    """When a bucket qualifies: an episode started within `spread` buckets of it on at least `k` of
+    the service's last `n` observed days, at `lift` times the share of its average bucket."""
+
+    k: int = 3
+    n: int = 14
+    spread: int = 1
+    lift: float = 1.0
+
+
+@dataclass(frozen=True)
 class Due:
     """A pre-escalation the recurrence asks for: `service` until `until`, with this share of days."""
 
@@ -83,7 +94,7 @@ class Recurrence:
     # attention counts from tomorrow on).
     busy_until: dict[str, datetime] = field(default_factory=dict)
     pending: dict[str, Expectation] = field(default_factory=dict)
-    _index: dict[tuple[int, int, int, int], dict[int, dict[str, float]]] = field(default_factory=dict)
+    _index: dict[tuple[int, Judge], dict[int, dict[str, float]]] = field(default_factory=dict)
     dirty: bool = False
     max_entries: int = MAX_ENTRIES
 
@@ -149,9 +160,9 @@ class Recurrence:
 
     # ------------------------------------------------------------------ judging
 
-    def share(self, habit: Habit, today: int, bucket: int, k: int, n: int, spread: int) -> float | None:
-        """Share of the service's last `n` observed days before `today` on which an episode started
-        within `spread` buckets of `bucket`, if that is at least `k` days (else None)."""
+    def counts(self, habit: Habit, today: int, n: int, spread: int) -> tuple[int, dict[int, int]]:
+        """The service's last `n` observed days before `today`, and per bucket on how many of them
+        an episode started within `spread` buckets of it (buckets with none are left out)."""
         seen, starts = habit.aligned(today, self.max_days)
         seen >>= 1  # bit j: today - 1 - j (today itself is still going on)
         window = 0
@@ -159,36 +170,42 @@ class Recurrence:
             low = seen & -seen
             window |= low
             seen ^= low
-        days = window.bit_count()
-        if days < min(k, n):
-            return None
-        hit = 0
-        for b in range(max(0, bucket - spread), min(self.per_day, bucket + spread + 1)):
-            hit |= starts.get(b, 0)
-        count = ((hit >> 1) & window).bit_count()
-        return count / days if count >= min(k, n) else None
+        out: dict[int, int] = {}
+        for b in {b + d for b in starts for d in range(-spread, spread + 1) if 0 <= b + d < self.per_day}:
+            hit = 0
+            for near in range(max(0, b - spread), min(self.per_day, b + spread + 1)):
+                hit |= starts.get(near, 0)
+            if count := ((hit >> 1) & window).bit_count():
+                out[b] = count
+        return window.bit_count(), out
 
-    def qualifying(self, day: int, k: int, n: int, spread: int) -> dict[int, dict[str, float]]:
-        """bucket -> {service: share} of the buckets that qualify on `day` (cached per day)."""
-        key = (day, k, n, spread)
+    def qualifying(self, day: int, judge: Judge) -> dict[int, dict[str, float]]:
+        """bucket -> {service: share of days} of the buckets that qualify on `day` (cached per day).
+
+        A bucket qualifies on at least `judge.k` of the service's last `judge.n` observed days, and
+        at `judge.lift` times the share of an average bucket of the same service: a service used
+        all day long starts episodes in most buckets, which is no habit of any time of day."""
+        key = (day, judge)
         found = self._index.get(key)
         if found is not None:
             return found
         out: dict[int, dict[str, float]] = {}
+        k = min(judge.k, judge.n)
         for service, habit in self.habits.items():
-            candidates = {
-                b + d for b in habit.starts for d in range(-spread, spread + 1) if 0 <= b + d < self.per_day
-            }
-            for b in candidates:
-                share = self.share(habit, day, b, k, n, spread)
-                if share is not None:
+            days, counts = self.counts(habit, day, judge.n, judge.spread)
+            if days < k:
+                continue
+            base = sum(counts.values()) / (days * self.per_day)
+            for b, count in counts.items():
+                share = count / days
+                if count >= k and share >= judge.lift * base:
                     out.setdefault(b, {})[service] = share
         if len(self._index) >= 2:
-            self._index.pop(min(self._index))
+            self._index.pop(min(self._index, key=lambda kv: kv[0]))
         self._index[key] = out
         return out
 
-    def due(self, now: datetime, lead: float, k: int, n: int, spread: int) -> list[Due]:
+    def due(self, now: datetime, lead: float, judge: Judge) -> list[Due]:
         """The services whose prediction window holds `now`: a qualifying bucket starts within
         `lead` seconds (or has started and not ended). One per service, until its last such bucket."""
         first = math.floor(now.timestamp()) // self.bucket_seconds
@@ -197,19 +214,19 @@ class Recurrence:
         for a in range(first, last + 1):
             day, bucket = divmod(a, self.per_day)
             until = _at((a + 1) * self.bucket_seconds)
-            for service, share in self.qualifying(day, k, n, spread).get(bucket, {}).items():
+            for service, share in self.qualifying(day, judge).get(bucket, {}).items():
                 prev = out.get(service)
                 out[service] = Due(service, until, max(share, prev.share if prev else 0.0))
         return sorted(out.values(), key=lambda d: d.service)
 
-    def next_due(self, now: datetime, lead: float, k: int, n: int, spread: int) -> datetime:
+    def next_due(self, now: datetime, lead: float, judge: Judge) -> datetime:
         """When the next prediction window opens after `now` (at the latest, the next day's first
         bucket's: a day's qualifying buckets are judged once it has begun)."""
         size = self.bucket_seconds
         a = math.floor(now.timestamp() + lead) // size + 1
         day = a // self.per_day
         while a // self.per_day == day:
-            if self.qualifying(day, k, n, spread).get(a % self.per_day):
+            if self.qualifying(day, judge).get(a % self.per_day):
                 break
             a += 1
         return _at(a * size - lead)
@@ -285,6 +302,7 @@ class Recurrence:
                 int(b): m
                 for b, m in starts.items()
                 if isinstance(b, str)
+                and b.isascii()
                 and b.isdigit()
                 and int(b) < model.per_day
                 and str(int(b)) == b

@@ -52,7 +52,7 @@ from heady_operator.planning.levels import (
 )
 from heady_operator.planning.prediction import TransitionModel
 from heady_operator.planning.recommend import Recommendation, Tuning, learned_cooldown, recommend
-from heady_operator.planning.recurrence import MAX_DAYS
+from heady_operator.planning.recurrence import MAX_DAYS, Judge
 from heady_operator.planning.vpa import (
     TEMPLATE,
     ContainerRecommendation,
@@ -990,8 +990,13 @@ class ClusterState:
         if self._recurrence_due is not None and now < self._recurrence_due:
             return
         lead = cfg.recurrence_lead_seconds
-        judge = (cfg.recurrence_min_days, cfg.recurrence_days, cfg.recurrence_spread_buckets)
-        for due in rec.due(now, lead, *judge):
+        judge = Judge(
+            cfg.recurrence_min_days,
+            cfg.recurrence_days,
+            cfg.recurrence_spread_buckets,
+            cfg.recurrence_min_lift,
+        )
+        for due in rec.due(now, lead, judge):
             target = _service_key(due.service)
             if target not in self.services or rec.attended(due.service, now):
                 continue  # gone, or someone is on it already: nothing to foresee
@@ -1014,7 +1019,7 @@ class ClusterState:
             heapq.heappush(self._ends, (due.until, key))
             self.planner.set_signal(key, pred)
             self.pending_latency.setdefault(target, (self.monotonic(), PREDICTOR))
-        self._recurrence_due = rec.next_due(now, lead, *judge)
+        self._recurrence_due = rec.next_due(now, lead, judge)
         self.planner.wake_at(self._recurrence_due)
 
 
