@@ -145,6 +145,26 @@ def markdown(data: dict[str, Any]) -> str:
                 f"| {profile} | {name} SLA % <= heady-reactive's + {SLACK:g} | {gap:+.3f} points "
                 f"| {'met' if ok else '**not met**'} |"
             )
+    lines += [
+        "",
+        "## What each model buys",
+        "",
+        "SLA-violation seconds saved and CPU core-hours spent by adding the transition model to "
+        "heady-reactive, and by adding recurrence to heady-predictive.",
+        "",
+        "| trace | added | SLA-violation s saved | CPU core-h spent | core-seconds per violation-second saved |",
+        "|---|---|---|---|---|",
+    ]
+    for profile, entry in data["profiles"].items():
+        rows = {r["policy"]: r for r in entry["policies"]}
+        for added, base, name in (
+            ("transition model", "heady-reactive", "heady-predictive"),
+            ("recurrence", "heady-predictive", "heady-recurrence"),
+        ):
+            saved = rows[base]["sla_violation_seconds"] - rows[name]["sla_violation_seconds"]
+            spent = rows[name]["cpu_core_seconds"] - rows[base]["cpu_core_seconds"]
+            per = f"{spent / saved:.0f}" if saved > 0 else "n/a (nothing saved)"
+            lines.append(f"| {profile} | {added} | {saved:.0f} | {spent / 3600:.2f} | {per} |")
     lines.append("")
     for profile, entry in data["profiles"].items():
         t = entry["trace"]
