@@ -9,7 +9,8 @@ model only (HEADY_PREDICTION_RECURRENCE=false) and heady-recurrence (the same pl
 recurrence, planning/recurrence.py), each on the operator's own ClusterState and planner on the
 simulator's virtual clock (benchmarks/simulation.py). The ceiling is measured in the same run:
 the oracle (peak exactly while attended) and always-peak, so each row says its share of the
-oracle's saving. Writes benchmarks/results/recurrence.{json,md}.
+oracle's saving. heady-recurrence-user learns each user's habits on each service instead of each
+service's. Writes benchmarks/results/recurrence.{json,md}.
 
 Profiles: `workday` and `browsing` are simulate.py's single days (recurrence has no earlier day
 to learn from there: it must cost nothing); `week` is five working days of the workday with
@@ -56,7 +57,7 @@ from heady_operator.config import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROFILES = ("workday", "browsing", "week", "invocations")
-VARIANTS = ("heady-reactive", "heady-predictive", "heady-recurrence")
+VARIANTS = ("heady-reactive", "heady-predictive", "heady-recurrence", "heady-recurrence-user")
 SLACK = 0.05  # issue 16: predictive never worse than reactive by more than this (SLA points)
 
 
@@ -81,7 +82,9 @@ def traces(quick: bool) -> dict[str, Callable[[], Trace]]:
 def variant(trace: Trace, name: str, delay: float | None, **settings: Any) -> Run:
     """One heady variant; `delay` None: the simulator's own default actuation delay."""
     predictive = name != "heady-reactive"
-    settings["prediction_recurrence"] = name == "heady-recurrence"
+    settings["prediction_recurrence"] = name.startswith("heady-recurrence")
+    if name == "heady-recurrence-user":
+        settings["recurrence_by"] = "user"
     if delay is None:
         run = run_heady(trace, predictive, **settings)
     else:
@@ -123,7 +126,9 @@ def markdown(data: dict[str, Any]) -> str:
         + f". heady-predictive: the transition model only; heady-recurrence: "
         f"the same plus time-of-day recurrence (bucket {s['recurrence_bucket_seconds']} s, at least "
         f"{s['recurrence_min_days']} of the last {s['recurrence_days']} observed days, spread "
-        f"{s['recurrence_spread_buckets']} bucket(s), lead {s['recurrence_lead_seconds']:g} s). "
+        f"{s['recurrence_spread_buckets']} bucket(s), lift {s['recurrence_min_lift']:g}, lead "
+        f"{s['recurrence_lead_seconds']:g} s) of each service; heady-recurrence-user: of each user on each "
+        "service instead (HEADY_RECURRENCE_BY=user). "
         "Precision: hits / (hits + misses) of every prediction decided (both models share it).",
         "",
         "| trace | policy | SLA-violation % | SLA-violation s | CPU vs always-peak | share of oracle's saving "
@@ -138,7 +143,7 @@ def markdown(data: dict[str, Any]) -> str:
     for profile, entry in data["profiles"].items():
         rows = {r["policy"]: r for r in entry["policies"]}
         react = rows["heady-reactive"]["sla_violation_pct"]
-        for name in ("heady-predictive", "heady-recurrence"):
+        for name in VARIANTS[1:]:
             gap = rows[name]["sla_violation_pct"] - react
             ok = gap <= SLACK
             lines.append(
@@ -160,6 +165,7 @@ def markdown(data: dict[str, Any]) -> str:
         for added, base, name in (
             ("transition model", "heady-reactive", "heady-predictive"),
             ("recurrence", "heady-predictive", "heady-recurrence"),
+            ("recurrence per user", "heady-predictive", "heady-recurrence-user"),
         ):
             saved = rows[base]["sla_violation_seconds"] - rows[name]["sla_violation_seconds"]
             spent = rows[name]["cpu_core_seconds"] - rows[base]["cpu_core_seconds"]

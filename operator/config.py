@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     # ... and at this many times the share of days of the service's average bucket (1: off).
     recurrence_min_lift: float = Field(default=2.0, ge=1.0, le=100.0)
     recurrence_lead_seconds: float = Field(default=30.0, ge=0.0, le=3600.0)
+    # Whose habits: a service's (anyone's attention), each user's on each service (attention with a
+    # user; users are saved only as a hash), or both.
+    recurrence_by: Literal["service", "user", "both"] = "service"
     # Cooldowns sized from each service's revisit intervals once it has this many: the one that
     # costs least, holding peak through short absences (their length) against a user's wait on
     # every longer one (worth cooldown_wait_cost_seconds at peak), within

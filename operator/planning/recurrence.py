@@ -21,6 +21,10 @@ same prediction. It is a hit when an attention episode on the service starts ins
 a miss otherwise; the outcomes feed the same per-service online precision as the transition
 model's, and are throttled by it the same way (`shadow`: scored, escalating nothing).
 
+A habit's key is a service (`ns/name`: anyone's attention) or one user on one service
+(`ns/name@<hash of the user>`, `user_key`: the user id itself is never saved); the operator
+chooses which it predicts from (HEADY_RECURRENCE_BY). Outcomes are always judged per service.
+
 Pure (no I/O, times passed in). The masks serialise into the transition model's ConfigMap JSON
 (`to_data`/`from_data`), bounded to `max_entries` (service, bucket) entries; reading back never
 raises and drops what is not what `to_data` writes.
@@ -28,6 +32,7 @@ raises and drops what is not what `to_data` writes.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -312,6 +317,17 @@ class Recurrence:
             model.habits[name] = Habit(day, seen, kept)
         model.dirty = model.to_data() != value
         return model
+
+
+def user_key(service: str, user: str) -> str:
+    """The habit key of one user on one service: the user only as a hash, never the id itself."""
+    digest = hashlib.blake2b(user.encode(), digest_size=6).hexdigest()
+    return f"{service}@{digest}"
+
+
+def target_of(key: str) -> str:
+    """The service a habit key is about (names and namespaces are DNS labels: no '@')."""
+    return key.partition("@")[0]
 
 
 def _at(seconds: float) -> datetime:

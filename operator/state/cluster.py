@@ -50,9 +50,9 @@ from heady_operator.planning.levels import (
     Signal,
     qos_of,
 )
-from heady_operator.planning.prediction import TransitionModel
+from heady_operator.planning.prediction import TransitionModel, known_user
 from heady_operator.planning.recommend import Recommendation, Tuning, learned_cooldown, recommend
-from heady_operator.planning.recurrence import MAX_DAYS, Judge
+from heady_operator.planning.recurrence import MAX_DAYS, Due, Judge, target_of, user_key
 from heady_operator.planning.vpa import (
     TEMPLATE,
     ContainerRecommendation,
@@ -966,11 +966,14 @@ class ClusterState:
     def _recurrence_observe(self, svc: ServiceKey, sig: Signal) -> None:
         """Real attention (any user, or none): learn when episodes start; score a waiting guess."""
         rec = self.model.recurrence
-        if rec.observe(f"{svc[0]}/{svc[1]}", sig.start, sig.end):
-            confirmed = rec.confirm(f"{svc[0]}/{svc[1]}", sig.start)
+        key = f"{svc[0]}/{svc[1]}"
+        if rec.observe(key, sig.start, sig.end):
+            confirmed = rec.confirm(key, sig.start)
             if confirmed is not None:
                 self.model.score(svc, hit=True)
                 metrics.PREDICTIONS.labels("hit").inc()
+        if sig.user and known_user(sig.user) and self.settings.recurrence_by != "service":
+            rec.observe(user_key(key, sig.user), sig.start, sig.end)
         if rec.dirty:
             rec.dirty = False
             self.model.dirty = True
@@ -996,7 +999,16 @@ class ClusterState:
             cfg.recurrence_spread_buckets,
             cfg.recurrence_min_lift,
         )
+        wanted: dict[str, Due] = {}
         for due in rec.due(now, lead, judge):
+            by_user = "@" in due.service
+            if cfg.recurrence_by == ("service" if by_user else "user"):
+                continue
+            name = target_of(due.service)
+            prev = wanted.get(name)
+            if prev is None or (due.until, due.share) > (prev.until, prev.share):
+                wanted[name] = Due(name, due.until, due.share)
+        for due in wanted.values():
             target = _service_key(due.service)
             if target not in self.services or rec.attended(due.service, now):
                 continue  # gone, or someone is on it already: nothing to foresee

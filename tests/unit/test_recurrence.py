@@ -275,3 +275,26 @@ def test_a_service_busy_all_day_has_no_time_of_day_habit() -> None:
         "10 of 288 buckets: still rare"
     )
     assert [d.service for d in rec.due(at(5, 9.0), 30, Judge(3, 5, 0, lift=40.0))] == ["ns/b"]
+
+
+def test_habits_per_user_are_saved_without_the_user_id() -> None:
+    clock = Clock()
+    state = _state(_settings(recurrence_by="user"), clock)
+    for d in range(3):
+        clock.now = at(d, 9.0)
+        state.on_signal("ADDED", _signal(f"u{d}", "b", "alice@example.com", clock.now, ttl=300))
+        clock.now = at(d, 9.0) + timedelta(minutes=30)  # someone else, another time: no habit of theirs
+        state.on_signal("ADDED", _signal(f"o{d}", "b", f"other-{d}", clock.now, ttl=300))
+        clock.now = at(d, 12.0)
+        state.expire(clock.now)
+    text = state.model.to_json()
+    assert "alice" not in text and "other-" not in text
+    assert any(k.startswith("ns/b@") for k in json.loads(text)["recurrence"]["services"])
+    clock.now = at(3, 9.0) - timedelta(seconds=30)
+    state.expire(clock.now)
+    predicted = [e.signal for e in state.signals.values() if e.path == "predictor" and e.signal]
+    assert [(s.services, s.user) for s in predicted] == [((("ns", "b"),), None)]
+    clock.now = at(3, 9.5) - timedelta(seconds=30)
+    state.expire(clock.now)
+    # b is opened at 09:30 every day too, but each time by someone else: no user's habit.
+    assert not [e for e in state.signals.values() if e.path == "predictor"]
