@@ -827,13 +827,15 @@ def main() -> None:
     out = args.out or (Path(tempfile.mkdtemp(prefix="heady-sim-")) if args.quick else RESULTS)
     out.mkdir(parents=True, exist_ok=True)
     ratio = 0.9 if args.baseline_ratio is None else args.baseline_ratio
+    # Profiles over several days (time-of-day recurrence has earlier days to learn from).
+    multi_day = {
+        "week": lambda: generate_week_trace(
+            WeekShape(seed=args.seed, hours=args.hours, users=args.users, spikes=args.spikes)
+        ),
+        "invocations": lambda: generate_invocation_trace(InvocationShape(seed=args.seed)),
+    }
 
     def generated(profile: str) -> Trace:
-        if profile == "week":
-            week = WeekShape(seed=args.seed, hours=args.hours, users=args.users, spikes=args.spikes)
-            return with_baseline_ratio(generate_week_trace(week), ratio)
-        if profile == "invocations":
-            return with_baseline_ratio(generate_invocation_trace(InvocationShape(seed=args.seed)), ratio)
         if profile == "browsing":
             # --users scales the host count: a browsing day has many more hosts than a team has users.
             shape = BrowsingShape(seed=args.seed, hours=args.hours, hosts=10 * args.users)
@@ -876,7 +878,10 @@ def main() -> None:
         stem = f"simulate-{args.trace.stem}"
     else:
         args.profile = args.profile or "workday"
-        trace = generated(args.profile)
+        if args.profile in multi_day:
+            trace = with_baseline_ratio(multi_day[args.profile](), ratio)
+        else:
+            trace = generated(args.profile)
         if args.write_trace:
             write_trace_csv(trace, args.write_trace)
         stem = "simulate" if args.profile == "workday" else f"simulate-{args.profile}"

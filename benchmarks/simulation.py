@@ -1136,7 +1136,6 @@ async def simulate_heady(
     resizes = 0
     seq = 0
     seen_predictions: set[tuple[str, str]] = set()
-    ended: list[tuple[float, int]] = []  # delivered signal objects by end
     # Service-seconds at (or on the way to) peak on a prediction alone: what prediction spends.
     predicted = {"since": 0.0, "services": 0, "seconds": 0.0}
 
@@ -1190,13 +1189,7 @@ async def simulate_heady(
             steps[pod].append(_step(t, target, services[svc_of[pod]]))
         while i < len(events) and events[i].start <= t:
             ctl.on_signal("ADDED", kobj.from_dict(kobj.CustomObject, _signal_body(i, events[i])))
-            heapq.heappush(ended, (events[i].end, i))
             i += 1
-        while ended and ended[0][0] + 1.0 <= t:
-            # The operator's garbage collection of expired AttentionSignals (retention 0 here):
-            # without it every signal ever sent stays in the cache, and a multi-day trace is quadratic.
-            _, j = heapq.heappop(ended)
-            ctl.on_signal("DELETED", kobj.from_dict(kobj.CustomObject, _signal_body(j, events[j])))
         for key, entry in ctl.signals.items():
             if entry.path == "predictor":
                 seen_predictions.add(key)
