@@ -137,8 +137,10 @@ class TransitionModel:
                 self.dirty = True
         return out
 
-    def score(self, service: ServiceKey, hit: bool) -> None:
-        """The outcome of a prediction made elsewhere (the recurrence), into the same precision."""
+    def score(self, service: ServiceKey, hit: bool, shadow: bool = False) -> None:
+        """The outcome of a prediction made elsewhere (the recurrence), into the same precision.
+
+        `shadow`: it was made while throttled, escalating nothing (counted like `expect`'s)."""
         key = _k(service)
         counter = self.hits if hit else self.misses
         counter[key] = counter.get(key, 0) + 1

@@ -970,8 +970,8 @@ class ClusterState:
         if rec.observe(key, sig.start, sig.end):
             confirmed = rec.confirm(key, sig.start)
             if confirmed is not None:
-                self.model.score(svc, hit=True)
-                metrics.PREDICTIONS.labels("hit").inc()
+                self.model.score(svc, hit=True, shadow=confirmed.shadow)
+                metrics.PREDICTIONS.labels("shadow_hit" if confirmed.shadow else "hit").inc()
         if sig.user and known_user(sig.user) and self.settings.recurrence_by != "service":
             rec.observe(user_key(key, sig.user), sig.start, sig.end)
         if rec.dirty:
@@ -987,9 +987,9 @@ class ClusterState:
         if not (cfg.prediction_enabled and cfg.prediction_recurrence):
             return
         rec = self.model.recurrence
-        for service, _ in rec.expire(now):
-            self.model.score(_service_key(service), hit=False)
-            metrics.PREDICTIONS.labels("miss").inc()
+        for service, missed in rec.expire(now):
+            self.model.score(_service_key(service), hit=False, shadow=missed.shadow)
+            metrics.PREDICTIONS.labels("shadow_miss" if missed.shadow else "miss").inc()
         if self._recurrence_due is not None and now < self._recurrence_due:
             return
         lead = cfg.recurrence_lead_seconds
