@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PY := .venv/bin/python
-BENCHMARKS := attention_latency pgvector_search simulate scale shards realnode_resize rollout_resize
+BENCHMARKS := attention_latency pgvector_search simulate recurrence scale shards realnode_resize rollout_resize
 
 .PHONY: help setup tools cluster-up cluster-down run stop lint test test-unit test-e2e bench-quick bench \
 	kind-setup image kind-up kind-down test-kind

@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/simulate.py                       # the full run (--suite, below)
     .venv/bin/python benchmarks/simulate.py --profile workday     # generated 8 h working day, one report
     .venv/bin/python benchmarks/simulate.py --profile browsing    # generated browsing day (sticky, many hosts)
+    .venv/bin/python benchmarks/simulate.py --profile week        # five working days with users' daily habits
+    .venv/bin/python benchmarks/simulate.py --profile invocations # seven days of anonymous invocations
     .venv/bin/python benchmarks/simulate.py --profile browsing --baseline-ratio 0.5
     .venv/bin/python benchmarks/simulate.py --profile workday --sweep   # saving vs SLA frontier, ratios 0.5..0.95
     .venv/bin/python benchmarks/simulate.py --suite               # both profiles: sweeps, reports at 0.9 and 0.5, summary
@@ -40,16 +42,20 @@ from benchmarks.simulation import (
     POLICIES,
     SENSITIVITY_DELAYS_S,
     BrowsingShape,
+    InvocationShape,
     Knobs,
     ResizeDelay,
     Run,
     SimService,
     Trace,
     TraceShape,
+    WeekShape,
     attention_by_service,
     cause_label,
     generate_browsing_trace,
+    generate_invocation_trace,
     generate_trace,
+    generate_week_trace,
     length,
     load_trace_csv,
     merge,
@@ -895,7 +901,9 @@ def main() -> None:
     )
     parser.add_argument("--trace", type=Path, help="a trace CSV (benchmarks/traces/README.md)")
     parser.add_argument(
-        "--profile", choices=("workday", "browsing"), help="generated trace shape (one report)"
+        "--profile",
+        choices=("workday", "browsing", "week", "invocations"),
+        help="generated trace shape (one report); week and invocations span several days",
     )
     parser.add_argument(
         "--baseline-ratio",
@@ -970,6 +978,13 @@ def main() -> None:
     out = args.out or (Path(tempfile.mkdtemp(prefix="heady-sim-")) if args.quick else RESULTS)
     out.mkdir(parents=True, exist_ok=True)
     ratio = 0.9 if args.baseline_ratio is None else args.baseline_ratio
+    # Profiles over several days (time-of-day recurrence has earlier days to learn from).
+    multi_day = {
+        "week": lambda: generate_week_trace(
+            WeekShape(seed=args.seed, hours=args.hours, users=args.users, spikes=args.spikes)
+        ),
+        "invocations": lambda: generate_invocation_trace(InvocationShape(seed=args.seed)),
+    }
 
     def generated(profile: str, seed: int | None = None) -> Trace:
         seed = args.seed if seed is None else seed
@@ -1036,7 +1051,10 @@ def main() -> None:
         stem = f"simulate-{args.trace.stem}"
     else:
         args.profile = args.profile or "workday"
-        trace = generated(args.profile)
+        if args.profile in multi_day:
+            trace = with_baseline_ratio(multi_day[args.profile](), ratio)
+        else:
+            trace = generated(args.profile)
         if args.write_trace:
             write_trace_csv(trace, args.write_trace)
         stem = "simulate" if args.profile == "workday" else f"simulate-{args.profile}"

@@ -415,6 +415,124 @@ def generate_browsing_trace(shape: BrowsingShape = BrowsingShape()) -> Trace:
     return Trace(services, tuple(events), duration, f"browsing(seed={shape.seed})")
 
 
+@dataclass(frozen=True)
+class WeekShape:
+    """Knobs of the generated working week: `days` working days of the generated workday (a new
+    seed each day, so most activity differs day to day), 24 h apart, plus each user's daily habits:
+    `habits` services they open at about the same time every day (jitter up to `jitter_s` either
+    way, skipped on `skip_probability` of the days). What time-of-day recurrence could learn."""
+
+    seed: int = 7
+    days: int = 5
+    hours: float = 8.0
+    users: int = 16
+    spikes: int = 4
+    habits: int = 2
+    jitter_s: float = 180.0
+    skip_probability: float = 0.2
+    habit_dwell_median_s: float = 300.0
+
+
+def generate_week_trace(shape: WeekShape = WeekShape()) -> Trace:
+    """A seeded working week (see WeekShape): day d starts d x 24 h after the first."""
+    rng = random.Random(shape.seed * 7919 + 1)
+    first = generate_trace(
+        TraceShape(seed=shape.seed, hours=shape.hours, users=shape.users, spikes=shape.spikes)
+    )
+    names = [s.name for s in first.services]
+    day_s = 86_400.0
+    span = shape.hours * 3600.0
+    lunch = (3 * 3600.0, 4 * 3600.0) if shape.hours >= 5 else (0.0, 0.0)
+    habits: dict[str, list[tuple[str, float]]] = {}
+    for u in range(shape.users):
+        out = []
+        for _ in range(shape.habits):
+            at = rng.uniform(0.05 * span, 0.95 * span - 600)
+            if lunch[0] <= at < lunch[1]:
+                at = lunch[1] + rng.uniform(0, 1800)  # right after lunch: a habit too
+            out.append((rng.choice(names), at))
+        habits[f"user-{u:02d}"] = out
+    events: list[Attention] = []
+    for d in range(shape.days):
+        day = (
+            first
+            if d == 0
+            else generate_trace(
+                TraceShape(
+                    seed=shape.seed + 1000 * d, hours=shape.hours, users=shape.users, spikes=shape.spikes
+                )
+            )
+        )
+        offset = d * day_s
+        events.extend(dataclasses.replace(e, start=round(e.start + offset, 3)) for e in day.events)
+        for user, hs in habits.items():
+            for svc, at in hs:
+                if rng.random() < shape.skip_probability:
+                    continue
+                start = max(0.0, at + rng.uniform(-shape.jitter_s, shape.jitter_s))
+                dwell = min(1800.0, max(30.0, rng.lognormvariate(math.log(shape.habit_dwell_median_s), 0.5)))
+                events.extend(_visit(offset + start, svc, min(dwell, span - start), user, rng, 15.0))
+    events.sort(key=lambda e: (e.start, e.service, e.user))
+    duration = (shape.days - 1) * day_s + span
+    return Trace(first.services, tuple(events), duration, f"week(seed={shape.seed}, days={shape.days})")
+
+
+@dataclass(frozen=True)
+class InvocationShape:
+    """Knobs of a generated serverless trace shaped like per-minute invocation counts converted by
+    benchmarks/traces/invocations.py: no users; `scheduled` apps run at fixed times of day (1-3
+    times, a minute or two of jitter, for 1-5 minutes, on `run_probability` of the days), the
+    others are invoked at random (bursts of 1-10 minutes, `bursts_per_hour` on average)."""
+
+    seed: int = 7
+    days: int = 7
+    apps: int = 16
+    scheduled: int = 6
+    run_probability: float = 0.9
+    bursts_per_hour: float = 1.5
+
+
+def generate_invocation_trace(shape: InvocationShape = InvocationShape()) -> Trace:
+    """A seeded anonymous multi-day trace (see InvocationShape), in minute rows like the converter's."""
+    rng = random.Random(shape.seed * 104729 + 3)
+    catalog = _catalog(random.Random(shape.seed))
+    services = tuple(
+        dataclasses.replace(catalog[i % len(catalog)], name=f"app-{i:02d}", replicas=1)
+        for i in range(shape.apps)
+    )
+    minutes = shape.days * 1440
+    busy: dict[str, set[int]] = {s.name: set() for s in services}
+    for k, svc in enumerate(services):
+        if k < shape.scheduled:
+            times = [rng.randrange(0, 1440) for _ in range(rng.randint(1, 3))]
+            lengths = [rng.randint(1, 5) for _ in times]
+            for d in range(shape.days):
+                for at, n in zip(times, lengths, strict=True):
+                    if rng.random() < shape.run_probability:
+                        m0 = d * 1440 + at + rng.randint(-2, 2)
+                        busy[svc.name].update(range(max(0, m0), min(minutes, m0 + n)))
+        else:
+            m = rng.expovariate(shape.bursts_per_hour / 60)
+            while m < minutes:
+                n = rng.randint(1, 10)
+                busy[svc.name].update(range(int(m), min(minutes, int(m) + n)))
+                m += n + rng.expovariate(shape.bursts_per_hour / 60)
+    events = []
+    for name, mins in busy.items():
+        run: list[int] = []
+        for m in sorted(mins):  # consecutive busy minutes make one row, as the converter writes them
+            if run and m != run[-1] + 1:
+                events.append(Attention(60.0 * run[0], name, 1.0, 60.0 * len(run)))
+                run = []
+            run.append(m)
+        if run:
+            events.append(Attention(60.0 * run[0], name, 1.0, 60.0 * len(run)))
+    events.sort(key=lambda e: (e.start, e.service, e.user))
+    return Trace(
+        services, tuple(events), minutes * 60.0, f"invocations(seed={shape.seed}, days={shape.days})"
+    )
+
+
 # Columns of a trace CSV (benchmarks/traces/README.md). The per-service ones may be given on
 # any row of the service (blank elsewhere); two different values for one service are refused.
 REQUIRED_COLUMNS = ("time", "service", "duration")

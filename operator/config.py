@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -64,6 +64,23 @@ class Settings(BaseSettings):
     # until the shadow score says they would pay again.
     prediction_min_precision: float = Field(default=0.5, ge=0.0, le=1.0)
     prediction_min_outcomes: int = Field(default=10, ge=1)
+    # Time-of-day recurrence (planning/recurrence.py): a service whose attention started within
+    # recurrence_spread_buckets buckets (recurrence_bucket_seconds long, UTC) of the same time of
+    # day on at least recurrence_min_days of its last recurrence_days observed days (days it had
+    # any attention) is pre-escalated recurrence_lead_seconds before that bucket and through it,
+    # when nobody attends it then. Needs prediction_enabled; scored and throttled like the
+    # transition model's predictions (prediction_min_precision, prediction_min_outcomes).
+    prediction_recurrence: bool = False
+    recurrence_bucket_seconds: int = Field(default=300, ge=60, le=3600)
+    recurrence_days: int = Field(default=14, ge=1, le=60)
+    recurrence_min_days: int = Field(default=3, ge=1, le=60)
+    recurrence_spread_buckets: int = Field(default=1, ge=0, le=12)
+    # ... and at this many times the share of days of the service's average bucket (1: off).
+    recurrence_min_lift: float = Field(default=2.0, ge=1.0, le=100.0)
+    recurrence_lead_seconds: float = Field(default=30.0, ge=0.0, le=3600.0)
+    # Whose habits: a service's (anyone's attention), each user's on each service (attention with a
+    # user; users are saved only as a hash), or both.
+    recurrence_by: Literal["service", "user", "both"] = "service"
     # Cooldowns sized from each service's revisit intervals once it has this many: the one that
     # costs least, holding peak through short absences (their length) against a user's wait on
     # every longer one (worth cooldown_wait_cost_seconds at peak), within
@@ -218,6 +235,13 @@ class Settings(BaseSettings):
     # this (the empty default: sessions without the label). A second operator (a canary, an e2e
     # test's) can so own the chaos of chosen sessions without two operators injecting at once.
     chaos_instance: str = ""
+
+    @field_validator("recurrence_bucket_seconds")
+    @classmethod
+    def _whole_day(cls, value: int) -> int:
+        if 86_400 % value:
+            raise ValueError("must divide a day (86400 s) evenly, e.g. 60, 300, 600, 900, 1800 or 3600")
+        return value
 
     @property
     def namespace_list(self) -> list[str]:

@@ -102,6 +102,9 @@ class IncrementalPlanner:
         self.service_decisions: dict[ServiceKey, ServiceDecision] = {}
         self._deadlines: list[tuple[datetime, ServiceKey]] = []
         self._deadline_of: dict[ServiceKey, datetime] = {}
+        # Times a caller asked to be woken at (time-based changes outside this world: the
+        # recurrence's next prediction); a plan at or after one drops it.
+        self._wakeups: list[datetime] = []
         # What the next plan must look at.
         self._dirty_demand: set[ServiceKey] = set()
         self._dirty_nodes: set[str] = set()
@@ -277,6 +280,8 @@ class IncrementalPlanner:
     # ------------------------------------------------------------------ the plan
 
     def plan(self, now: datetime) -> Delta:
+        while self._wakeups and self._wakeups[0] <= now:
+            heapq.heappop(self._wakeups)
         while self._deadlines and self._deadlines[0][0] <= now:
             at, key = heapq.heappop(self._deadlines)
             if self._deadline_of.get(key) == at:
@@ -364,7 +369,15 @@ class IncrementalPlanner:
     def next_deadline(self) -> datetime | None:
         while self._deadlines and self._deadline_of.get(self._deadlines[0][1]) != self._deadlines[0][0]:
             heapq.heappop(self._deadlines)
-        return self._deadlines[0][0] if self._deadlines else None
+        own = self._deadlines[0][0] if self._deadlines else None
+        if self._wakeups and (own is None or self._wakeups[0] < own):
+            return self._wakeups[0]
+        return own
+
+    def wake_at(self, at: datetime) -> None:
+        """Make `next_deadline` return `at` (or earlier) until a plan at or after it."""
+        if at not in self._wakeups:
+            heapq.heappush(self._wakeups, at)
 
     def _plan_ranking(self) -> None:
         """Every service that wants peak gets it, except high priorities past the cap (ranked)."""

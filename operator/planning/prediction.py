@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from heady_operator.planning.recurrence import Recurrence
+
 ServiceKey = tuple[str, str]
 # The version `to_json` writes. Models without it were written by operators that also learned
 # from signals without a user; their transition counts cannot be told apart and are dropped.
@@ -74,6 +76,8 @@ class TransitionModel:
     attended: dict[str, float] = field(default_factory=dict)
     observed_since: dict[str, datetime] = field(default_factory=dict)
     busy_until: dict[str, datetime] = field(default_factory=dict)  # end of the current episode (not saved)
+    # Time-of-day recurrence (planning/recurrence.py), saved in the same JSON under "recurrence".
+    recurrence: Recurrence = field(default_factory=Recurrence)
     dirty: bool = False
     max_count: int = 10_000
     window: int = 50
@@ -149,6 +153,16 @@ class TransitionModel:
                 out.append("shadow_miss" if shadow else "miss")
                 self.dirty = True
         return out
+
+    def score(self, service: ServiceKey, hit: bool, shadow: bool = False) -> None:
+        """The outcome of a prediction made elsewhere (the recurrence), into the same precision.
+
+        `shadow`: it was made while throttled, escalating nothing (counted like `expect`'s)."""
+        key = _k(service)
+        counter = self.hits if hit else self.misses
+        counter[key] = counter.get(key, 0) + 1
+        self._score(key, 0 if hit else 1)
+        self.dirty = True
 
     def _score(self, key: str, index: int) -> None:
         row = self.recent.setdefault(key, [0, 0])
@@ -244,6 +258,8 @@ class TransitionModel:
                 "episodes": self.episodes,
                 "attended": self.attended,
                 "observedSince": {k: v.isoformat() for k, v in self.observed_since.items()},
+                # Absent until something was learned: a model from before it reads back unchanged.
+                **({"recurrence": self.recurrence.to_data()} if self.recurrence.habits else {}),
             },
             sort_keys=True,
         )
@@ -304,6 +320,7 @@ class TransitionModel:
                 for k, v in _mapping(data.get("observedSince")).items()
                 if _is_key(k) and (t := _time(v)) is not None
             },
+            recurrence=Recurrence.from_data(data.get("recurrence")),
         )
         # Saved again when anything was dropped, so the ConfigMap holds only what is trusted.
         model.dirty = json.loads(model.to_json()) != data

@@ -50,8 +50,9 @@ from heady_operator.planning.levels import (
     Signal,
     qos_of,
 )
-from heady_operator.planning.prediction import TransitionModel
+from heady_operator.planning.prediction import TransitionModel, known_user
 from heady_operator.planning.recommend import Recommendation, Tuning, learned_cooldown, recommend
+from heady_operator.planning.recurrence import MAX_DAYS, Due, Judge, target_of, user_key
 from heady_operator.planning.vpa import (
     TEMPLATE,
     ContainerRecommendation,
@@ -199,6 +200,11 @@ class ClusterState:
         # or the node lacks InPlacePodLevelResourcesVerticalScaling): left alone, with the reason.
         self.unsupported: dict[PodKey, str] = {}
         self.tuning = tuning_of(settings)
+        # Masks keep twice the days judged, so weekends and outages do not shrink the window.
+        self.model.recurrence.configure(
+            settings.recurrence_bucket_seconds, min(MAX_DAYS, 2 * settings.recurrence_days)
+        )
+        self._recurrence_due: datetime | None = None  # nothing is due before this
 
     # ------------------------------------------------------------------ HeadyServices
 
@@ -899,6 +905,8 @@ class ClusterState:
                 # A return after a gap: the revisit intervals (and so the cooldown) moved.
                 if svc in self.services and self.model.attend(svc, sig.start, sig.end) is not None:
                     self._replan_service(svc)
+                if svc in self.services:
+                    self._recurrence_observe(svc, sig)
         if not sig.user:
             return  # nobody in particular: nothing to learn where people go next
         for svc in sig.services:
@@ -950,7 +958,86 @@ class ClusterState:
                     metrics.PREDICTIONS.labels(outcome).inc()
             else:
                 self.ingested_live -= 1
+        self._recur(now)
         return count
+
+    # ------------------------------------------------------------------ time-of-day recurrence
+
+    def _recurrence_observe(self, svc: ServiceKey, sig: Signal) -> None:
+        """Real attention (any user, or none): learn when episodes start; score a waiting guess."""
+        rec = self.model.recurrence
+        key = f"{svc[0]}/{svc[1]}"
+        if rec.observe(key, sig.start, sig.end):
+            confirmed = rec.confirm(key, sig.start)
+            if confirmed is not None:
+                self.model.score(svc, hit=True, shadow=confirmed.shadow)
+                metrics.PREDICTIONS.labels("shadow_hit" if confirmed.shadow else "hit").inc()
+        if sig.user and known_user(sig.user) and self.settings.recurrence_by != "service":
+            rec.observe(user_key(key, sig.user), sig.start, sig.end)
+        if rec.dirty:
+            rec.dirty = False
+            self.model.dirty = True
+
+    def _recur(self, now: datetime) -> None:
+        """Score the recurrence's guesses that ran out, and make the ones due now.
+
+        Called on every pass of the loop (through `expire`); the planner is told when the next
+        one is due (`wake_at`), so the loop, and the simulator's virtual clock, wake then."""
+        cfg = self.settings
+        if not (cfg.prediction_enabled and cfg.prediction_recurrence):
+            return
+        rec = self.model.recurrence
+        for service, missed in rec.expire(now):
+            self.model.score(_service_key(service), hit=False, shadow=missed.shadow)
+            metrics.PREDICTIONS.labels("shadow_miss" if missed.shadow else "miss").inc()
+        if self._recurrence_due is not None and now < self._recurrence_due:
+            return
+        lead = cfg.recurrence_lead_seconds
+        judge = Judge(
+            cfg.recurrence_min_days,
+            cfg.recurrence_days,
+            cfg.recurrence_spread_buckets,
+            cfg.recurrence_min_lift,
+        )
+        wanted: dict[str, Due] = {}
+        for due in rec.due(now, lead, judge):
+            by_user = "@" in due.service
+            if cfg.recurrence_by == ("service" if by_user else "user"):
+                continue
+            name = target_of(due.service)
+            prev = wanted.get(name)
+            if prev is None or (due.until, due.share) > (prev.until, prev.share):
+                wanted[name] = Due(name, due.until, due.share)
+        for due in wanted.values():
+            target = _service_key(due.service)
+            if target not in self.services or rec.attended(due.service, now):
+                continue  # gone, or someone is on it already: nothing to foresee
+            throttled = self.model.throttled(
+                target, cfg.prediction_min_precision, cfg.prediction_min_outcomes
+            )
+            new = rec.expect(due.service, now, due.until, shadow=throttled)
+            if throttled:
+                if new:
+                    metrics.PREDICTIONS.labels("shadow").inc()
+                continue
+            name = f"recur-{target[1]}-{int(now.timestamp() * 1000)}"[:253]
+            # The share of days as its strength, never below the threshold: a due guess escalates.
+            strength = min(1.0, max(due.share, self.planner.policy.attention_threshold))
+            pred = Signal(name, (target,), strength, PREDICTOR, now, due.until, None)
+            if new:
+                metrics.PREDICTIONS.labels("issued").inc()
+            key = (target[0], name)
+            self.signals[key] = SignalEntry(None, pred, None, self.monotonic(), PREDICTOR)
+            heapq.heappush(self._ends, (due.until, key))
+            self.planner.set_signal(key, pred)
+            self.pending_latency.setdefault(target, (self.monotonic(), PREDICTOR))
+        self._recurrence_due = rec.next_due(now, lead, judge)
+        self.planner.wake_at(self._recurrence_due)
+
+
+def _service_key(text: str) -> ServiceKey:
+    ns, _, name = text.partition("/")
+    return (ns, name)
 
 
 def tuning_of(settings: Settings) -> Tuning:

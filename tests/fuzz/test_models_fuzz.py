@@ -213,3 +213,40 @@ def test_crd_models_refuse_only_with_validation_errors(model: type[BaseModel], d
 def test_the_model_configmap_never_stops_start_up(text: str) -> None:
     model = TransitionModel.from_json(text)
     TransitionModel.from_json(model.to_json())
+
+
+@FUZZ
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "bucketSeconds": st.one_of(scalars, st.sampled_from([60, 300, 700, 86_400])),
+            "maxDays": st.one_of(scalars, st.integers(min_value=-1, max_value=70)),
+            "services": st.one_of(
+                json_values,
+                st.dictionaries(
+                    st.sampled_from(["ns/a", "a", "ns/", "/b"]),
+                    st.one_of(
+                        json_values,
+                        st.fixed_dictionaries(
+                            {},
+                            optional={
+                                "day": st.one_of(scalars, st.integers()),
+                                "seen": st.one_of(scalars, st.integers()),
+                                "starts": st.one_of(
+                                    json_values,
+                                    st.dictionaries(st.text(max_size=4), st.one_of(scalars, st.integers())),
+                                ),
+                            },
+                        ),
+                    ),
+                    max_size=3,
+                ),
+            ),
+        },
+    )
+)
+def test_the_recurrence_in_the_model_configmap_never_stops_start_up(recurrence: dict[str, Any]) -> None:
+    model = TransitionModel.from_json(json.dumps({"version": 2, "recurrence": recurrence}))
+    again = TransitionModel.from_json(model.to_json())
+    assert again.recurrence.habits == model.recurrence.habits
