@@ -159,7 +159,10 @@ class TransitionModel:
 
         `shadow`: it was made while throttled, escalating nothing (counted like `expect`'s)."""
         key = _k(service)
-        counter = self.hits if hit else self.misses
+        if shadow:
+            counter = self.shadow_hits if hit else self.shadow_misses
+        else:
+            counter = self.hits if hit else self.misses
         counter[key] = counter.get(key, 0) + 1
         self._score(key, 0 if hit else 1)
         self.dirty = True

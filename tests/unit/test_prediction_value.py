@@ -243,3 +243,13 @@ def test_history_ignores_predictions_and_weak_attention() -> None:
     assert "ns/a" not in state.model.episodes
     state.on_signal("ADDED", objects.signal("ns", "real", {"services": ["a"], "ttlSeconds": 10}, clock.now))
     assert state.model.episodes["ns/a"] == 1
+
+
+def test_outcomes_scored_from_elsewhere_keep_shadow_apart() -> None:
+    m = TransitionModel()
+    m.score(B, hit=True)
+    m.score(B, hit=False, shadow=True)
+    m.score(B, hit=True, shadow=True)
+    assert (m.hits, m.misses) == ({"ns/b": 1}, {})
+    assert (m.shadow_hits, m.shadow_misses) == ({"ns/b": 1}, {"ns/b": 1})
+    assert m.precision(B) == (2 / 3, 3)
