@@ -36,6 +36,7 @@ from typing import Any
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # appended: stdlib `operator` must win
 
 from benchmarks.simulation import (
+    MEASURED_RESIZE_DELAY,
     BrowsingShape,
     InvocationShape,
     Run,
@@ -121,7 +122,7 @@ def markdown(data: dict[str, Any]) -> str:
         + (
             f"{data['resize_delay_s']:g} s"
             if data["resize_delay_s"] is not None
-            else "the simulator's default"
+            else f"drawn per resize from the real-kubelet measurement ({MEASURED_RESIZE_DELAY.text()})"
         )
         + f". heady-predictive: the transition model only; heady-recurrence: "
         f"the same plus time-of-day recurrence (bucket {s['recurrence_bucket_seconds']} s, at least "
