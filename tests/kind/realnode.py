@@ -1,5 +1,6 @@
 """What the kind tier reads from real containers: cgroup files (v1 here, v2 on most Docker hosts)
-and CPU use, through `kubectl exec`; and the busybox workloads it runs."""
+and CPU use, through `kubectl exec` (a pod's own cgroup on the kind node, through the provider's
+exec); and the busybox workloads it runs."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from typing import Any
 from tests.harness import ROOT, Cluster, _connect
 
 KIND_CLUSTER = os.environ.get("HEADY_E2E_KIND_CLUSTER", "heady-e2e")
+# The provider kind runs its node with (hack/kind_cluster.py: podman unless told otherwise).
+PROVIDER = os.environ.get("KIND_EXPERIMENTAL_PROVIDER", "podman")
 # The class of the PersistentVolumes tests/kind/test_arena_workspace.py makes for workspaces.
 WORKSPACE_STORAGE_CLASS = "heady-workspace"
 
@@ -151,6 +154,47 @@ def expected(requests: dict[str, str], limits: dict[str, str]) -> Cgroup:
 
 def read_cgroup(cluster: Cluster, namespace: str, pod: str) -> Cgroup:
     out = cluster.kubectl("exec", "-n", namespace, pod, "-c", "app", "--", "sh", "-c", _READ).stdout.split()
+    return _parse_cgroup(out)
+
+
+# The pod's own cgroup (the parent of its containers') is not visible from inside a container, so
+# it is read on the kind node, found by the pod's UID: `kubelet-kubepods-pod<uid_>.slice` (systemd
+# driver, kind's default; `-burstable-`/`-besteffort-` in between for those classes) or `pod<uid>`
+# (cgroupfs driver).
+_READ_POD = r"""
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then v=2; root=/sys/fs/cgroup/; else v=1; root=/sys/fs/cgroup/cpu/; fi
+d=$(find "$root" -maxdepth 6 -type d \( -name "*pod$2.slice" -o -name "pod$1" \) | head -n 1)
+[ -n "$d" ] || { echo "no cgroup of pod $1 under $root" >&2; exit 1; }
+if [ $v = 2 ]; then
+  echo v2; cat "$d/cpu.max" "$d/cpu.weight" "$d/memory.max"
+else
+  echo v1; cat "$d/cpu.cfs_quota_us" "$d/cpu.cfs_period_us" "$d/cpu.shares" \
+    "/sys/fs/cgroup/memory/${d#"$root"}/memory.limit_in_bytes"
+fi
+"""
+
+
+def node_exec(*args: str) -> subprocess.CompletedProcess[str]:
+    """`args` run on the kind node (its container, through the provider kind used)."""
+    res = subprocess.run(
+        [PROVIDER, "exec", f"{KIND_CLUSTER}-control-plane", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if res.returncode != 0:
+        raise AssertionError(f"{PROVIDER} exec on the kind node failed: {' '.join(args)}: {res.stderr}")
+    return res
+
+
+def read_pod_cgroup(uid: str) -> Cgroup:
+    """The pod-level cgroup of the pod with this UID, as the kernel has it: for a pod with pod-level
+    resources (spec.resources) this is where the kubelet enforces them."""
+    out = node_exec("sh", "-c", _READ_POD, "sh", uid, uid.replace("-", "_")).stdout.split()
+    return _parse_cgroup(out)
+
+
+def _parse_cgroup(out: list[str]) -> Cgroup:
     if out[0] == "v2":
         quota, period, weight, mem = out[1], int(out[2]), int(out[3]), out[4]
         # cgroup v2 keeps a weight; convert it back to the shares the kubelet started from

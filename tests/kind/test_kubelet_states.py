@@ -45,9 +45,20 @@ def _free_memory(cluster: Cluster, node: str) -> int:
     for p in cluster.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}").items:
         if p.status.phase in ("Succeeded", "Failed"):
             continue
+        if p.spec.resources is not None and "memory" in (p.spec.resources.requests or {}):
+            used += parse_memory(str(p.spec.resources.requests["memory"]))  # pod-level resources
+            continue
         for c in p.spec.containers:
             used += parse_memory(str((c.resources.requests or {}).get("memory", "0")))
     return alloc - used
+
+
+def _terminating(cluster: Cluster, node: str) -> list[str]:
+    return [
+        f"{p.metadata.namespace}/{p.metadata.name}"
+        for p in cluster.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}").items
+        if p.metadata.deletion_timestamp and p.status.phase not in ("Succeeded", "Failed")
+    ]
 
 
 def test_deferred_resize_resolves_when_the_room_frees(
@@ -79,6 +90,9 @@ def test_deferred_resize_resolves_when_the_room_frees(
         timeout=60,
     )
     node = pod.spec.node_name
+    # Pods an earlier test left terminating (the chart's Postgres and Redis, say) free their room
+    # when they stop: the kubelet would then have room for the resize and never defer it.
+    wait_for(lambda: not _terminating(cluster, node), "earlier tests' pods gone from the node", timeout=120)
     # The holder takes all but 128Mi of the node's memory and ignores SIGTERM for 25 s.
     hold = _free_memory(cluster, node) - 128 * 1024**2
     holder = busybox_deployment(
