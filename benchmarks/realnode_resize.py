@@ -255,7 +255,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with kind_cluster(args.cluster) as cluster:
         ns = f"bench-realnode-{uuid.uuid4().hex[:5]}"
         cluster.core.create_namespace({"metadata": {"name": ns, "labels": {"heady.io/test": "e2e"}}})
-        op = OperatorProcess(cluster, Path("/tmp"), {"HEADY_REBALANCE_INTERVAL_SECONDS": "5"})
+        # Cooldown learning off: the rounds come back every few seconds, and after 20 of them the
+        # learned cooldown would (rightly) hold peak between rounds, while this measures actuation.
+        op = OperatorProcess(
+            cluster,
+            Path("/tmp"),
+            {"HEADY_REBALANCE_INTERVAL_SECONDS": "5", "HEADY_COOLDOWN_LEARNING": "false"},
+        )
         stop, pl_stop = threading.Event(), threading.Event()
         try:
             op.start()
