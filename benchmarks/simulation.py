@@ -144,13 +144,15 @@ class ResizeDelay:
         return f"{text}: {self.source}" if self.source else text
 
 
-# Measured, not assumed: benchmarks/realnode_resize.py on a real kubelet (kind, containerd, cgroup v2
+# Measured, not assumed: benchmarks/realnode_resize.py on a real kubelet (kind, containerd, cgroup
 # files read back), from the AttentionSignal's creation to the container's cgroup changed, through
-# the operator's watch, planner, resize queue and PATCH: p50 94.5 ms, p99 494.9 ms (59 resizes,
-# benchmarks/results/realnode_resize.json, 2026-11-29). A loaded cluster is slower; the report's
-# sensitivity section replays each trace at constant 0.5, 1 and 2 s as well.
+# the operator's watch, planner, resize queue and PATCH: p50 288.1 ms, p99 635.0 ms (60 resizes,
+# benchmarks/results/realnode_resize.json, 2026-11-30; the run of 2026-11-29 gave 94.5 / 494.9 ms
+# on a quieter machine, the raw PATCH then half as slow too: this is the more pessimistic one).
+# A loaded cluster is slower still; the report's sensitivity section replays each trace at
+# constant 0.5, 1 and 2 s as well.
 MEASURED_RESIZE_DELAY = ResizeDelay(
-    0.0945, 0.4949, "signal to cgroup changed on a real kubelet, benchmarks/results/realnode_resize.json"
+    0.2881, 0.6350, "signal to cgroup changed on a real kubelet, benchmarks/results/realnode_resize.json"
 )
 SENSITIVITY_DELAYS_S = (0.5, 1.0, 2.0)
 # Causes of attention short of peak (heady), from the planner's own decisions at that moment.

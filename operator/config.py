@@ -91,9 +91,9 @@ class Settings(BaseSettings):
     cooldown_max_seconds: int = Field(default=300, ge=0, le=3600)
     cooldown_wait_cost_seconds: float = Field(default=60.0, ge=0.0, le=86400.0)
     # A resize's time from decision to effect: the wait a user has on a relaxed service
-    # (status.recommendation's expected SLA cost, so an expected value: about twice the mean of
-    # 0.12 s measured from an AttentionSignal to the changed cgroup on a real kubelet,
-    # benchmarks/results/realnode_resize.json: p50 0.09 s, p99 0.49 s; loaded clusters are slower).
+    # (status.recommendation's expected SLA cost, so an expected value: between the means measured
+    # from an AttentionSignal to the changed cgroup on a real kubelet, 0.12 s and 0.30 s on two
+    # runs, benchmarks/results/realnode_resize.json; loaded clusters are slower).
     actuation_delay_seconds: float = Field(default=0.25, gt=0.0, le=60.0)
     # The expected share of a service's attention below peak that resizing may cost it; over it,
     # status.recommendation (and baselineRatioMode: Auto) stops resizing the service (ratio 1).
