@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kubernetes import client
+
 from tests.harness import ROOT, Cluster, _connect
 
 KIND_CLUSTER = os.environ.get("HEADY_E2E_KIND_CLUSTER", "heady-e2e")
@@ -172,6 +174,24 @@ else
     "/sys/fs/cgroup/memory/${d#"$root"}/memory.limit_in_bytes"
 fi
 """
+
+
+def running_pod(cluster: Cluster, ns: str, app: str) -> client.V1Pod | None:
+    """The one Running pod of `app` that is not being deleted, or None (a rollout: two, or none)."""
+    pods = [
+        p
+        for p in cluster.pods(ns, f"app={app}")
+        if p.status.phase == "Running" and not p.metadata.deletion_timestamp
+    ]
+    return pods[0] if len(pods) == 1 else None
+
+
+def resize_condition(pod: client.V1Pod) -> tuple[str, str, str] | None:
+    """The kubelet's PodResizePending/PodResizeInProgress condition that is True: (type, reason, message)."""
+    for c in pod.status.conditions or []:
+        if c.type in ("PodResizePending", "PodResizeInProgress") and c.status == "True":
+            return c.type, c.reason or "", c.message or ""
+    return None
 
 
 def node_exec(*args: str) -> subprocess.CompletedProcess[str]:

@@ -10,25 +10,18 @@ import pytest
 from kubernetes import client
 
 from tests.harness import Cluster, OperatorProcess, attention, condition, headyservice, wait_for
-from tests.kind.realnode import SLEEP, busybox_deployment, expected, matches, parse_memory, read_cgroup
+from tests.kind.realnode import (
+    SLEEP,
+    busybox_deployment,
+    expected,
+    matches,
+    parse_memory,
+    read_cgroup,
+    resize_condition,
+    running_pod,
+)
 
 pytestmark = pytest.mark.kind
-
-
-def _running(cluster: Cluster, ns: str, app: str) -> client.V1Pod | None:
-    pods = [
-        p
-        for p in cluster.pods(ns, f"app={app}")
-        if p.status.phase == "Running" and not p.metadata.deletion_timestamp
-    ]
-    return pods[0] if len(pods) == 1 else None
-
-
-def _resize_condition(pod: client.V1Pod) -> tuple[str, str, str] | None:
-    for c in pod.status.conditions or []:
-        if c.type in ("PodResizePending", "PodResizeInProgress") and c.status == "True":
-            return c.type, c.reason or "", c.message or ""
-    return None
 
 
 def _status_memory(pod: client.V1Pod) -> str | None:
@@ -81,7 +74,7 @@ def test_deferred_resize_resolves_when_the_room_frees(
     base = {"cpu": "50m", "memory": "384Mi"}
     pod = wait_for(
         lambda: (
-            (p := _running(cluster, ns, "want"))
+            (p := running_pod(cluster, ns, "want"))
             and _status_memory(p) == "1Gi"
             and dict(p.spec.containers[0].resources.requests) == base
             and p
@@ -104,14 +97,14 @@ def test_deferred_resize_resolves_when_the_room_frees(
     holder["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 25
     holder["spec"]["template"]["spec"]["nodeName"] = node
     cluster.apply(holder)
-    wait_for(lambda: _running(cluster, ns, "holder"), "holder running", timeout=60)
+    wait_for(lambda: running_pod(cluster, ns, "holder"), "holder running", timeout=60)
     cluster.apps.delete_namespaced_deployment("holder", ns)
-    wait_for(lambda: not _running(cluster, ns, "holder"), "holder terminating")
+    wait_for(lambda: not running_pod(cluster, ns, "holder"), "holder terminating")
     cluster.apply(attention("go", ns, "want", ttlSeconds=120, intensity=0.9))
 
     def deferred() -> tuple[str, str, str] | None:
-        p = _running(cluster, ns, "want")
-        cond = _resize_condition(p) if p else None
+        p = running_pod(cluster, ns, "want")
+        cond = resize_condition(p) if p else None
         return cond if cond and cond[1] == "Deferred" else None
 
     cond = wait_for(deferred, "the kubelet defers the resize to peak", timeout=20)
@@ -124,8 +117,8 @@ def test_deferred_resize_resolves_when_the_room_frees(
     peak = {"cpu": "100m", "memory": "768Mi"}
     wait_for(
         lambda: (
-            (p := _running(cluster, ns, "want"))
-            and _resize_condition(p) is None
+            (p := running_pod(cluster, ns, "want"))
+            and resize_condition(p) is None
             and matches(read_cgroup(cluster, ns, p.metadata.name), expected(peak, limits))
         ),
         "the deferred resize done by the kubelet alone",
@@ -136,7 +129,7 @@ def test_deferred_resize_resolves_when_the_room_frees(
         lambda: cluster.get("headyservices", ns, "want").get("status", {}).get("level") == "Peak",
         "level Peak",
     )
-    assert _running(cluster, ns, "want").status.container_statuses[0].restart_count == 0
+    assert running_pod(cluster, ns, "want").status.container_statuses[0].restart_count == 0
 
 
 def _mem_hog(name: str, ns: str, fill_mib: int, res: dict[str, str]) -> dict[str, Any]:
@@ -155,7 +148,7 @@ def test_memory_shrink_below_usage_is_reported_and_not_retried_in_a_loop(
 ) -> None:
     start = {"cpu": "200m", "memory": "256Mi"}
     cluster.apply(_mem_hog("hog", ns, 180, start))
-    pod = wait_for(lambda: _running(cluster, ns, "hog"), "hog running", timeout=60)
+    pod = wait_for(lambda: running_pod(cluster, ns, "hog"), "hog running", timeout=60)
     wait_for(
         lambda: (
             "/mem/fill"
@@ -175,8 +168,8 @@ def test_memory_shrink_below_usage_is_reported_and_not_retried_in_a_loop(
     cluster.apply(headyservice("hog", ns, containers=[{"name": "app", "peak": start}], baselineRatio=0.5))
 
     def error() -> tuple[str, str, str] | None:
-        p = _running(cluster, ns, "hog")
-        cond = _resize_condition(p) if p else None
+        p = running_pod(cluster, ns, "hog")
+        cond = resize_condition(p) if p else None
         return cond if cond and cond[0] == "PodResizeInProgress" and cond[1] == "Error" else None
 
     cond = wait_for(error, "PodResizeInProgress/Error from the kubelet", timeout=60)
@@ -193,12 +186,12 @@ def test_memory_shrink_below_usage_is_reported_and_not_retried_in_a_loop(
 
     svc = wait_for(reported, "the kubelet's error reported on the HeadyService (Degraded)", timeout=30)
     # No loop: the pod's generation (bumped by every resize) stays put while the error stands.
-    gen = _running(cluster, ns, "hog").metadata.generation
+    gen = running_pod(cluster, ns, "hog").metadata.generation
     with pytest.raises(AssertionError):
         wait_for(
-            lambda: _running(cluster, ns, "hog").metadata.generation != gen, "another resize", timeout=10
+            lambda: running_pod(cluster, ns, "hog").metadata.generation != gen, "another resize", timeout=10
         )
-    assert _running(cluster, ns, "hog").status.container_statuses[0].restart_count == 0
+    assert running_pod(cluster, ns, "hog").status.container_statuses[0].restart_count == 0
     # The cause goes: the kubelet completes the shrink by itself, and the report clears.
     cluster.kubectl("exec", "-n", ns, pod.metadata.name, "--", "rm", "/mem/fill")
     base = {"cpu": "100m", "memory": "128Mi"}
@@ -234,19 +227,19 @@ def test_restart_container_policy_is_respected_and_the_restart_reported(
         )
     )
     # Baseline (100m / 64Mi) is what the pod already has: nothing to resize, no restart.
-    wait_for(lambda: _running(cluster, ns, "rc"), "rc running", timeout=60)
+    wait_for(lambda: running_pod(cluster, ns, "rc"), "rc running", timeout=60)
     wait_for(
         lambda: cluster.get("headyservices", ns, "rc").get("status", {}).get("level") == "Baseline",
         "Baseline",
     )
-    pod = _running(cluster, ns, "rc")
+    pod = running_pod(cluster, ns, "rc")
     assert pod is not None
     first_id = pod.status.container_statuses[0].container_id
     assert pod.status.container_statuses[0].restart_count == 0
     cluster.apply(attention("go", ns, "rc", ttlSeconds=300, intensity=0.9))
 
     def restarted_at_peak() -> client.V1Pod | None:
-        p = _running(cluster, ns, "rc")
+        p = running_pod(cluster, ns, "rc")
         if p is None or not p.status.container_statuses or not p.status.container_statuses[0].ready:
             return None
         st = p.status.container_statuses[0]
@@ -255,7 +248,7 @@ def test_restart_container_policy_is_respected_and_the_restart_reported(
         return p if matches(read_cgroup(cluster, ns, p.metadata.name), expected(peak, peak)) else None
 
     pod = wait_for(restarted_at_peak, "container restarted once, at peak", timeout=60)
-    assert pod.metadata.name == _running(cluster, ns, "rc").metadata.name, "the pod itself is kept"
+    assert pod.metadata.name == running_pod(cluster, ns, "rc").metadata.name, "the pod itself is kept"
 
     def restart_reported() -> bool:
         return any("restart" in (e.message or "").lower() for e in cluster.events(ns, "rc"))

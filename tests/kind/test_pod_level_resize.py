@@ -26,6 +26,8 @@ from tests.kind.realnode import (
     parse_memory,
     read_cgroup,
     read_pod_cgroup,
+    resize_condition,
+    running_pod,
 )
 
 pytestmark = pytest.mark.kind
@@ -63,22 +65,6 @@ def pod_level_deployment(name: str, ns: str) -> dict[str, Any]:
     }
 
 
-def _running(cluster: Cluster, ns: str) -> client.V1Pod | None:
-    pods = [
-        p
-        for p in cluster.pods(ns, f"app={APP}")
-        if p.status.phase == "Running" and not p.metadata.deletion_timestamp
-    ]
-    return pods[0] if len(pods) == 1 else None
-
-
-def _resize_condition(pod: client.V1Pod) -> tuple[str, str, str] | None:
-    for c in pod.status.conditions or []:
-        if c.type in ("PodResizePending", "PodResizeInProgress") and c.status == "True":
-            return c.type, c.reason or "", c.message or ""
-    return None
-
-
 def _same(a: dict[str, str], b: dict[str, str]) -> bool:
     return (
         set(a) == set(b) == {"cpu", "memory"}
@@ -89,8 +75,8 @@ def _same(a: dict[str, str], b: dict[str, str]) -> bool:
 
 def _at(cluster: Cluster, ns: str, want: dict[str, str]) -> client.V1Pod | None:
     """The pod when its spec, the kubelet's report and the kernel all say `want` (requests = limits)."""
-    pod = _running(cluster, ns)
-    if pod is None or pod.spec.resources is None or _resize_condition(pod) is not None:
+    pod = running_pod(cluster, ns, APP)
+    if pod is None or pod.spec.resources is None or resize_condition(pod) is not None:
         return None
     if dict(pod.spec.resources.requests or {}) != want or dict(pod.spec.resources.limits or {}) != want:
         return None
