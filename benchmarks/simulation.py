@@ -56,6 +56,7 @@ from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
+from benchmarks.traces import invocations
 from heady_operator.config import Settings
 from heady_operator.ingest.events import DNS_LABEL, AttentionEvent
 from heady_operator.ingest.events import describe as describe_error
@@ -519,16 +520,10 @@ def generate_invocation_trace(shape: InvocationShape = InvocationShape()) -> Tra
                 n = rng.randint(1, 10)
                 busy[svc.name].update(range(int(m), min(minutes, int(m) + n)))
                 m += n + rng.expovariate(shape.bursts_per_hour / 60)
-    events = []
-    for name, mins in busy.items():
-        run: list[int] = []
-        for m in sorted(mins):  # consecutive busy minutes make one row, as the converter writes them
-            if run and m != run[-1] + 1:
-                events.append(Attention(60.0 * run[0], name, 1.0, 60.0 * len(run)))
-                run = []
-            run.append(m)
-        if run:
-            events.append(Attention(60.0 * run[0], name, 1.0, 60.0 * len(run)))
+    # Rows exactly as the converter writes them: consecutive busy minutes make one row.
+    series = {name: [1 if m in mins else 0 for m in range(minutes)] for name, mins in busy.items()}
+    rows = invocations.rows_of(series, {name: name for name in series})
+    events = [Attention(r.time, r.service, r.intensity, r.duration) for r in rows]
     events.sort(key=lambda e: (e.start, e.service, e.user))
     return Trace(
         services, tuple(events), minutes * 60.0, f"invocations(seed={shape.seed}, days={shape.days})"
@@ -1387,13 +1382,15 @@ def causes(
             (svc.peak_memory - (svc.baseline.memory or 0)) * n,
         )
 
+    decided = {k[1]: d for k, d in plan.services.items()}  # the simulator runs one namespace
+
     def at_baseline(name: str) -> int:
-        d = next((d for k, d in plan.services.items() if k[1] == name), None)
+        d = decided.get(name)
         return d.pods_total - d.pods_at_peak if d is not None else 0
 
     held_by_predictions = (0, 0)
     for name in predicted:
-        e = extra(name, plan_pods_at_peak(plan, name))
+        e = extra(name, decided[name].pods_at_peak)
         held_by_predictions = (held_by_predictions[0] + e[0], held_by_predictions[1] + e[1])
     for name, why in out.items():
         if why == str(Reason.HIGH_PRIORITY_LIMIT) and predicted_high:
@@ -1413,10 +1410,6 @@ def causes(
                     shared = free[0] < e[0] or free[1] < e[1]
             out[name] = REST_OTHERS_WAITING if shared else REST_NOTHING_WAITING
     return out
-
-
-def plan_pods_at_peak(plan: Plan, service: str) -> int:
-    return sum(d.pods_at_peak for k, d in plan.services.items() if k[1] == service)
 
 
 # ---------------------------------------------------------------- all policies
