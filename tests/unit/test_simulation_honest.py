@@ -27,6 +27,7 @@ from benchmarks.simulation import (
     Knobs,
     SimService,
     Trace,
+    TraceShape,
     account,
     always_peak,
     attention_by_service,
@@ -34,6 +35,7 @@ from benchmarks.simulation import (
     causes,
     compare,
     generate_browsing_trace,
+    generate_trace,
     load_trace_csv,
     oracle,
     run_all,
@@ -454,3 +456,23 @@ def test_heady_auto_follows_the_recommendation_and_is_simulated_not_re_priced() 
     assert by["heady-auto"]["cpu_core_seconds"] > by["heady-predictive"]["cpu_core_seconds"]
     auto = next(r for r in runs if r.policy == "heady-auto")
     assert auto.steps["a-0"][-1].cpu_m == 1000, "baseline raised to peak: ratio 1"
+
+
+def test_the_suite_summary_reports_delay_sensitivity_and_the_worst_seeded_gap(tmp_path: Path) -> None:
+    from benchmarks.simulate import robustness, sensitivity, suite_markdown
+
+    trace = generate_trace(TraceShape(seed=3, hours=0.5, users=3, spikes=0))
+    _, result = measure(trace, Knobs(), quick=True)
+    delays = sensitivity(trace, Knobs(), (0.5, 2.0))
+    assert [d["delay_s"] for d in delays] == [0.5, 2.0]
+    slow = delays[1]["policies"]["heady-reactive"]["sla_violation_seconds"]
+    assert slow > delays[0]["policies"]["heady-reactive"]["sla_violation_seconds"], (
+        "a slower resize costs more"
+    )
+    spread = robustness(trace, Knobs(), (1.0, 0.6))
+    assert [r["node_room"] for r in spread] == [1.0, 0.6]
+    text = suite_markdown([(trace.name, 0.9, result)], "now", [(trace.name, 0.9, delays)], spread)
+    assert "## Sensitivity to the actuation delay" in text and "| 2 s |" in text
+    worst = max(r["gap_points"] for r in spread)
+    assert f"Worst: {worst:+.3f}" in text
+    assert "heady-predictive SLA % < heady-reactive's (generated workday)" in text
